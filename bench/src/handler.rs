@@ -1,0 +1,201 @@
+//! Routing and the provider side: health endpoints and chat requests with
+//! failure injection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::{CancelGuard, Ending, MockBody};
+use crate::openai::{self, ChatParams};
+use crate::server::ConnControl;
+use crate::state::State;
+use crate::{control, Behavior, RecordedRequest};
+
+/// Entry point of every request on every connection.
+pub(crate) async fn handle(
+    state: Arc<State>,
+    conn: ConnControl,
+    request: Request<Incoming>,
+) -> Result<Response<MockBody>, Infallible> {
+    if control::is_control(request.uri().path()) {
+        return Ok(control::handle(&state, request).await);
+    }
+    Ok(provider(state, conn, request).await)
+}
+
+/// A response with `status`, `content-type` and `body`.
+pub(crate) fn response(
+    status: u16,
+    content_type: &'static str,
+    body: MockBody,
+) -> Response<MockBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A JSON response sent in one piece.
+pub(crate) fn json_response(status: u16, body: Bytes) -> Response<MockBody> {
+    response(status, "application/json", MockBody::full(body))
+}
+
+fn is_health(method: &Method, path: &str) -> bool {
+    method == Method::GET && (path == "/v1/models" || path == "/health")
+}
+
+async fn provider(
+    state: Arc<State>,
+    conn: ConnControl,
+    request: Request<Incoming>,
+) -> Response<MockBody> {
+    let behavior = state.behavior();
+    let (head, body) = request.into_parts();
+    let health = is_health(&head.method, head.uri.path());
+    let mut response = if health {
+        state.count_request(true);
+        json_response(behavior.health_status, openai::models_list())
+    } else {
+        let recorded = RecordedRequest::from_head(&head);
+        state.record(recorded.clone());
+        state.count_request(false);
+        chat(&state, conn, &behavior, recorded, body).await
+    };
+    add_headers(&mut response, &behavior.headers);
+    response
+}
+
+/// Everything that is not a health check or a control request.
+async fn chat(
+    state: &Arc<State>,
+    conn: ConnControl,
+    behavior: &Behavior,
+    mut recorded: RecordedRequest,
+    body: Incoming,
+) -> Response<MockBody> {
+    if behavior.reset {
+        conn.reset();
+        return std::future::pending().await;
+    }
+    // Dropped unfinished (client gone, hyper drops this future or the body)
+    // it counts a cancellation.
+    let guard = CancelGuard::new(Arc::clone(state));
+    let Ok(collected) = body.collect().await else {
+        let message = format!("mock {}: could not read the request body", state.name);
+        return json_response(400, openai::error_body(&message, 400));
+    };
+    recorded.body = collected.to_bytes();
+    state.record(recorded.clone());
+    if behavior.hang {
+        return std::future::pending().await;
+    }
+    if behavior.first_byte_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(behavior.first_byte_delay_ms)).await;
+    }
+    answer(&state.name, behavior, conn, &recorded).map(|body| body.guarded(guard))
+}
+
+/// The answer to a chat request once any delay is over.
+fn answer(
+    name: &str,
+    behavior: &Behavior,
+    conn: ConnControl,
+    request: &RecordedRequest,
+) -> Response<MockBody> {
+    if behavior.draw_failure() {
+        let message = openai::injected_message(name, behavior.status);
+        let mut response = json_response(
+            behavior.status,
+            openai::error_body(&message, behavior.status),
+        );
+        if let Some(value) = behavior
+            .retry_after
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        return response;
+    }
+    if request.method != Method::POST.as_str() {
+        let message = format!(
+            "mock {name}: no route for {} {}",
+            request.method, request.path
+        );
+        return json_response(404, openai::error_body(&message, 404));
+    }
+    match ChatParams::parse(&request.body) {
+        Err(why) => {
+            let message = format!("mock {name}: invalid JSON body: {why}");
+            json_response(400, openai::error_body(&message, 400))
+        }
+        Ok(params) if params.stream => stream(name, behavior, conn, &params),
+        Ok(params) => json_response(200, openai::completion(name, &params)),
+    }
+}
+
+/// A `text/event-stream` answer, complete or broken as `behavior` says.
+fn stream(
+    name: &str,
+    behavior: &Behavior,
+    conn: ConnControl,
+    params: &ChatParams,
+) -> Response<MockBody> {
+    let (events, ending) = if behavior.stream_error_first {
+        let status = if behavior.status == 200 {
+            500
+        } else {
+            behavior.status
+        };
+        let message = format!("mock {name}: injected stream error");
+        (
+            vec![openai::error_event(&message, status)],
+            Ending::Complete,
+        )
+    } else if behavior.stream_close_early {
+        (Vec::new(), Ending::Close)
+    } else {
+        let mut events = openai::content_events(name, &params.model, behavior.content_chunks());
+        match behavior.stream_fail_after {
+            Some(sent) => {
+                events.truncate(sent);
+                (events, Ending::Reset(conn))
+            }
+            None => {
+                events.extend(openai::closing_events(params));
+                (events, Ending::Complete)
+            }
+        }
+    };
+    let delay = Duration::from_millis(behavior.chunk_delay_ms);
+    let mut response = response(
+        200,
+        "text/event-stream",
+        MockBody::stream(events, delay, ending),
+    );
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Adds the behaviour's extra headers; invalid names or values are skipped.
+fn add_headers(response: &mut Response<MockBody>, headers: &[(String, String)]) {
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+}

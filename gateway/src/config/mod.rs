@@ -1,0 +1,696 @@
+//! Configuration: YAML -> raw serde structs ([`raw`]) -> the validated, typed model here.
+//!
+//! Loading never stops at the first problem: every route, backend, group and provider is
+//! deserialized on its own and then checked, and all errors come back together, each
+//! prefixed with the YAML path it belongs to
+//! (`backends.chat.groups[1].providers[0].openai: unknown field "modle"`).
+
+pub mod raw;
+
+use crate::health::condition::Condition;
+use http::{HeaderName, HeaderValue};
+use raw::*;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default cap on a request body; larger bodies are answered 413.
+pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// Every problem found in a configuration file, each naming its YAML path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(e)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    pub work_stealing: bool,
+    pub admin_listen: Option<SocketAddr>,
+    pub max_request_body_bytes: usize,
+    pub drain_timeout: Duration,
+    pub grace_period: Duration,
+    pub routes: Vec<Route>,
+    pub backends: Vec<Arc<Backend>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub path_prefix: String,
+    pub rewrite: Option<String>,
+    pub request_headers: HeaderModifier,
+    pub response_headers: HeaderModifier,
+    pub timeouts: Timeouts,
+    /// Index into [`Config::backends`].
+    pub backend: usize,
+}
+
+/// Gateway API header modifier.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderModifier {
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderModifier {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Total budget for one client request, all attempts included.
+    pub request: Duration,
+    /// Per attempt: longest wait for the response head, and for any gap between body chunks.
+    pub first_byte: Duration,
+    /// Per attempt: TCP (and TLS) connection establishment.
+    pub connect: Duration,
+}
+
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    /// First group = highest priority.
+    pub groups: Vec<Vec<ProviderConfig>>,
+    pub health: HealthPolicy,
+    pub retry: RetryPolicy,
+}
+
+impl Backend {
+    pub fn providers(&self) -> impl Iterator<Item = &ProviderConfig> {
+        self.groups.iter().flatten()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+}
+
+impl ProviderKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Replaces the request's `model`; `None` passes the client's through.
+    pub model: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// Upstream path; `None` keeps the (rewritten) client path.
+    pub path: Option<String>,
+    pub tls: bool,
+    pub auth: Auth,
+}
+
+impl ProviderConfig {
+    /// The identity health state is kept under across reloads.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// Send no credentials; the client's `Authorization` is dropped.
+    None,
+    /// Forward the client's `Authorization` header.
+    Passthrough,
+    /// The provider's own key, in the provider's auth header.
+    ApiKey(Secret),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Passthrough => f.write_str("Passthrough"),
+            Auth::ApiKey(_) => f.write_str("ApiKey(<redacted>)"),
+        }
+    }
+}
+
+/// A credential. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthPolicy {
+    /// `None`: the default judgement (5xx and 429 are failures).
+    pub condition: Option<Condition>,
+    pub eviction: Eviction,
+    pub recovery: Recovery,
+    pub when_all_ejected: WhenAllEjected,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eviction {
+    pub duration: Duration,
+    pub consecutive_failures: u32,
+    pub growth: f64,
+    pub max_duration: Duration,
+    pub max_ejection_percent: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    pub trial_requests: u32,
+    pub ramp_up: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenAllEjected {
+    TryEarliest,
+    Reject,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub on_status: Vec<u16>,
+    pub on_transport: BTreeSet<TransportKind>,
+    pub backoff: Backoff,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+    pub jitter: bool,
+}
+
+/// Kinds of transport failure, as named in `retry.onTransport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TransportKind {
+    Connect,
+    Reset,
+    Dns,
+    Tls,
+    Timeout,
+}
+
+impl TransportKind {
+    pub const ALL: [TransportKind; 5] = [
+        TransportKind::Connect,
+        TransportKind::Reset,
+        TransportKind::Dns,
+        TransportKind::Tls,
+        TransportKind::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Connect => "connect",
+            TransportKind::Reset => "reset",
+            TransportKind::Dns => "dns",
+            TransportKind::Tls => "tls",
+            TransportKind::Timeout => "timeout",
+        }
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        errors: vec![format!("{}: cannot read: {e}", path.display())],
+    })?;
+    load_str(&text)
+}
+
+/// Parses and validates a configuration document.
+pub fn load_str(text: &str) -> Result<Config, ConfigError> {
+    let doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError {
+        errors: vec![format!("YAML syntax: {}", tidy(&e.to_string()))],
+    })?;
+    let mut cx = Errors::default();
+    let config = build(doc, &mut cx);
+    match config {
+        Some(c) if cx.0.is_empty() => Ok(c),
+        _ => Err(ConfigError { errors: cx.0 }),
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn push(&mut self, path: &str, msg: impl fmt::Display) {
+        if path.is_empty() {
+            self.0.push(msg.to_string());
+        } else {
+            self.0.push(format!("{path}: {msg}"));
+        }
+    }
+
+    /// Deserializes one YAML node, recording a path-qualified error on failure.
+    fn de<T: DeserializeOwned>(&mut self, value: Value, path: &str) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let full = match (path.is_empty(), inner.as_str()) {
+                    (_, ".") => path.to_string(),
+                    (true, _) => inner,
+                    (false, i) if i.starts_with('[') => format!("{path}{i}"),
+                    (false, i) => format!("{path}.{i}"),
+                };
+                self.push(&full, tidy(&e.inner().to_string()));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, value: Option<&str>, default: Duration, path: &str) -> Duration {
+        match value {
+            None => default,
+            Some(s) => match parse_duration(s) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.push(path, e);
+                    default
+                }
+            },
+        }
+    }
+}
+
+/// Parses `10s`, `120s`, `0ms`, `5m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); use a number with a unit, e.g. 10s"))
+}
+
+/// serde messages quote names with backticks; operators read double quotes more easily.
+fn tidy(msg: &str) -> String {
+    msg.replace('`', "\"")
+}
+
+fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
+    let raw: RawConfig = cx.de(doc, "")?;
+
+    let mut listen = Vec::new();
+    if raw.listen.is_empty() {
+        cx.push("listen", "at least one address is required");
+    }
+    for (i, l) in raw.listen.iter().enumerate() {
+        match l.parse::<SocketAddr>() {
+            Ok(a) => listen.push(a),
+            Err(_) => cx.push(
+                &format!("listen[{i}]"),
+                format!("invalid address {l:?}; expected IP:PORT"),
+            ),
+        }
+    }
+    let admin_listen = raw.admin.and_then(|a| match a.listen.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            cx.push(
+                "admin.listen",
+                format!("invalid address {:?}; expected IP:PORT", a.listen),
+            );
+            None
+        }
+    });
+    let threads = match raw.threads {
+        Some(0) => {
+            cx.push("threads", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let max_request_body_bytes = match raw.limits.max_request_body_bytes {
+        Some(0) => {
+            cx.push("limits.maxRequestBodyBytes", "must be greater than 0");
+            DEFAULT_MAX_BODY
+        }
+        Some(n) => n,
+        None => DEFAULT_MAX_BODY,
+    };
+    let drain_timeout = cx.duration(
+        raw.shutdown.drain_timeout.as_deref(),
+        Duration::from_secs(30),
+        "shutdown.drainTimeout",
+    );
+    let grace_period = cx.duration(
+        raw.shutdown.grace_period.as_deref(),
+        Duration::from_secs(0),
+        "shutdown.gracePeriod",
+    );
+
+    // Backends first, so routes can be checked against their names.
+    let mut backends = Vec::new();
+    let mut backend_index = HashMap::new();
+    let mut provider_names: HashMap<String, String> = HashMap::new();
+    for (key, value) in raw.backends {
+        let Some(name) = key.as_str().map(str::to_string) else {
+            cx.push("backends", format!("backend names must be strings, got {key:?}"));
+            continue;
+        };
+        let path = format!("backends.{name}");
+        if let Some(b) = build_backend(&name, value, &path, &mut provider_names, cx) {
+            backend_index.insert(name, backends.len());
+            backends.push(Arc::new(b));
+        }
+    }
+
+    let mut routes = Vec::new();
+    let mut route_names = BTreeSet::new();
+    if raw.routes.is_empty() {
+        cx.push("routes", "at least one route is required");
+    }
+    for (i, value) in raw.routes.into_iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let Some(r) = cx.de::<RawRoute>(value, &path) else {
+            continue;
+        };
+        if !route_names.insert(r.name.clone()) {
+            cx.push(&format!("{path}.name"), format!("duplicate route name {:?}", r.name));
+        }
+        if !r.matcher.path_prefix.starts_with('/') {
+            cx.push(&format!("{path}.match.pathPrefix"), "must start with \"/\"");
+        }
+        if let Some(rw) = &r.rewrite {
+            if !rw.full_path.starts_with('/') {
+                cx.push(&format!("{path}.rewrite.fullPath"), "must start with \"/\"");
+            }
+        }
+        let request_headers = header_modifier(&r.request_headers, &format!("{path}.requestHeaders"), cx);
+        let response_headers =
+            header_modifier(&r.response_headers, &format!("{path}.responseHeaders"), cx);
+        let t = &r.timeouts;
+        let timeouts = Timeouts {
+            request: cx.duration(t.request.as_deref(), Duration::from_secs(300), &format!("{path}.timeouts.request")),
+            first_byte: cx.duration(t.first_byte.as_deref(), Duration::from_secs(60), &format!("{path}.timeouts.firstByte")),
+            connect: cx.duration(t.connect.as_deref(), Duration::from_secs(5), &format!("{path}.timeouts.connect")),
+        };
+        for (field, d) in [("request", timeouts.request), ("firstByte", timeouts.first_byte), ("connect", timeouts.connect)] {
+            if d.is_zero() {
+                cx.push(&format!("{path}.timeouts.{field}"), "must be greater than 0");
+            }
+        }
+        let Some(&backend) = backend_index.get(&r.backend) else {
+            cx.push(
+                &format!("{path}.backend"),
+                format!("unknown backend {:?}; defined: {:?}", r.backend, backend_index.keys().collect::<BTreeSet<_>>()),
+            );
+            continue;
+        };
+        routes.push(Route {
+            name: r.name,
+            path_prefix: r.matcher.path_prefix,
+            rewrite: r.rewrite.map(|rw| rw.full_path),
+            request_headers,
+            response_headers,
+            timeouts,
+            backend,
+        });
+    }
+
+    Some(Config {
+        listen,
+        threads,
+        work_stealing: raw.work_stealing.unwrap_or(true),
+        admin_listen,
+        max_request_body_bytes,
+        drain_timeout,
+        grace_period,
+        routes,
+        backends,
+    })
+}
+
+fn header_modifier(raw: &RawHeaderModifier, path: &str, cx: &mut Errors) -> HeaderModifier {
+    let mut pairs = |map: &std::collections::BTreeMap<String, String>, field: &str| {
+        let mut out = Vec::new();
+        for (k, v) in map {
+            let name = HeaderName::from_bytes(k.as_bytes());
+            let value = HeaderValue::from_str(v);
+            match (name, value) {
+                (Ok(n), Ok(v)) => out.push((n, v)),
+                (Err(_), _) => cx.push(&format!("{path}.{field}"), format!("invalid header name {k:?}")),
+                (_, Err(_)) => cx.push(&format!("{path}.{field}.{k}"), format!("invalid header value {v:?}")),
+            }
+        }
+        out
+    };
+    let add = pairs(&raw.add, "add");
+    let set = pairs(&raw.set, "set");
+    let mut remove = Vec::new();
+    for (i, k) in raw.remove.iter().enumerate() {
+        match HeaderName::from_bytes(k.as_bytes()) {
+            Ok(n) => remove.push(n),
+            Err(_) => cx.push(&format!("{path}.remove[{i}]"), format!("invalid header name {k:?}")),
+        }
+    }
+    HeaderModifier { add, set, remove }
+}
+
+fn build_backend(
+    name: &str,
+    value: Value,
+    path: &str,
+    provider_names: &mut HashMap<String, String>,
+    cx: &mut Errors,
+) -> Option<Backend> {
+    let raw: RawBackend = cx.de(value, path)?;
+    let mut groups = Vec::new();
+    if raw.groups.is_empty() {
+        cx.push(&format!("{path}.groups"), "at least one group is required");
+    }
+    for (gi, group) in raw.groups.into_iter().enumerate() {
+        let gpath = format!("{path}.groups[{gi}]");
+        if group.providers.is_empty() {
+            cx.push(&format!("{gpath}.providers"), "at least one provider is required");
+        }
+        let mut providers = Vec::new();
+        for (pi, value) in group.providers.into_iter().enumerate() {
+            if providers.len() + groups.iter().map(Vec::len).sum::<usize>() >= crate::balancer::MAX_PROVIDERS {
+                cx.push(&gpath, format!("a backend may have at most {} providers", crate::balancer::MAX_PROVIDERS));
+                break;
+            }
+            let ppath = format!("{gpath}.providers[{pi}]");
+            let Some(p) = build_provider(value, &ppath, cx) else {
+                continue;
+            };
+            if let Some(first) = provider_names.insert(p.name.clone(), ppath.clone()) {
+                cx.push(
+                    &format!("{ppath}.name"),
+                    format!("duplicate provider name {:?} (first used at {first})", p.name),
+                );
+            }
+            providers.push(p);
+        }
+        groups.push(providers);
+    }
+    let health = build_health(&raw.health, &format!("{path}.health"), cx);
+    let retry = build_retry(&raw.retry, &format!("{path}.retry"), cx);
+    Some(Backend { name: name.to_string(), groups, health, retry })
+}
+
+fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderConfig> {
+    let raw: RawProvider = cx.de(value, path)?;
+    if raw.name.is_empty() {
+        cx.push(&format!("{path}.name"), "must not be empty");
+    }
+    let Some(openai) = raw.openai else {
+        cx.push(path, "a provider kind is required (one of: openai)");
+        return None;
+    };
+    // The public API speaks TLS on 443; an overridden host defaults to TLS only on 443.
+    let tls = raw.tls.unwrap_or(raw.host.is_none() || raw.port == Some(443));
+    let host = raw.host.unwrap_or_else(|| "api.openai.com".to_string());
+    let port = raw.port.unwrap_or(if tls { 443 } else { 80 });
+    if raw.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+        cx.push(&format!("{path}.path"), "must start with \"/\"");
+    }
+    let path_ = raw.path;
+    if host.is_empty() {
+        cx.push(&format!("{path}.host"), "must not be empty");
+    }
+    if port == 0 {
+        cx.push(&format!("{path}.port"), "must be between 1 and 65535");
+    }
+    let auth = match raw.auth {
+        None | Some(RawAuth::None(_)) => Auth::None,
+        Some(RawAuth::Passthrough(_)) => Auth::Passthrough,
+        Some(RawAuth::ApiKey(secret)) => match read_secret(&secret) {
+            Ok(s) => Auth::ApiKey(s),
+            Err(e) => {
+                cx.push(&format!("{path}.auth.apiKey"), e);
+                Auth::None
+            }
+        },
+    };
+    Some(ProviderConfig {
+        name: raw.name,
+        kind: ProviderKind::OpenAi,
+        model: openai.model.filter(|m| !m.is_empty()),
+        host,
+        port,
+        path: path_,
+        tls,
+        auth,
+    })
+}
+
+/// Reads an API key from the environment or a file. Key files must not be readable by
+/// group or others.
+fn read_secret(secret: &RawSecret) -> Result<Secret, String> {
+    match secret {
+        RawSecret::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_string())),
+            Ok(_) => Err(format!("environment variable {var} is empty")),
+            Err(_) => Err(format!("environment variable {var} is not set")),
+        },
+        RawSecret::File(file) => {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(file).map_err(|e| format!("key file {file}: {e}"))?;
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "key file {file} is readable by group or others (mode {:o}); chmod 600 it",
+                    mode & 0o777
+                ));
+            }
+            let text = std::fs::read_to_string(file).map_err(|e| format!("key file {file}: {e}"))?;
+            let key = text.trim();
+            if key.is_empty() {
+                return Err(format!("key file {file} is empty"));
+            }
+            Ok(Secret(key.to_string()))
+        }
+    }
+}
+
+fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
+    let condition = raw.unhealthy_condition.as_deref().and_then(|src| match Condition::compile(src) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            cx.push(&format!("{path}.unhealthyCondition"), e);
+            None
+        }
+    });
+    let e = &raw.eviction;
+    let epath = format!("{path}.eviction");
+    let eviction = Eviction {
+        duration: cx.duration(e.duration.as_deref(), Duration::from_secs(5), &format!("{epath}.duration")),
+        consecutive_failures: e.consecutive_failures.unwrap_or(1),
+        growth: e.growth.unwrap_or(2.0),
+        max_duration: cx.duration(e.max_duration.as_deref(), Duration::from_secs(300), &format!("{epath}.maxDuration")),
+        max_ejection_percent: e.max_ejection_percent.unwrap_or(100),
+    };
+    if eviction.consecutive_failures == 0 {
+        cx.push(&format!("{epath}.consecutiveFailures"), "must be at least 1");
+    }
+    if !(eviction.growth >= 1.0 && eviction.growth <= 100.0) {
+        cx.push(&format!("{epath}.growth"), "must be between 1.0 and 100.0");
+    }
+    if eviction.max_ejection_percent > 100 {
+        cx.push(&format!("{epath}.maxEjectionPercent"), "must be between 0 and 100");
+    }
+    if eviction.max_duration < eviction.duration {
+        cx.push(&format!("{epath}.maxDuration"), "must not be shorter than duration");
+    }
+    let r = &raw.recovery;
+    let recovery = Recovery {
+        trial_requests: r.trial_requests.unwrap_or(1),
+        ramp_up: cx.duration(r.ramp_up.as_deref(), Duration::ZERO, &format!("{path}.recovery.rampUp")),
+    };
+    if recovery.trial_requests == 0 {
+        cx.push(&format!("{path}.recovery.trialRequests"), "must be at least 1");
+    }
+    let when_all_ejected = match raw.when_all_ejected.as_deref() {
+        None | Some("tryEarliest") => WhenAllEjected::TryEarliest,
+        Some("reject") => WhenAllEjected::Reject,
+        Some(other) => {
+            cx.push(
+                &format!("{path}.whenAllEjected"),
+                format!("unknown value {other:?}; expected tryEarliest or reject"),
+            );
+            WhenAllEjected::TryEarliest
+        }
+    };
+    HealthPolicy { condition, eviction, recovery, when_all_ejected }
+}
+
+fn build_retry(raw: &RawRetry, path: &str, cx: &mut Errors) -> RetryPolicy {
+    let attempts = raw.attempts.unwrap_or(3);
+    if attempts == 0 {
+        cx.push(&format!("{path}.attempts"), "must be at least 1");
+    }
+    let on_status = raw.on_status.clone().unwrap_or_else(|| vec![429, 500, 502, 503, 504]);
+    for (i, s) in on_status.iter().enumerate() {
+        if !(100..=599).contains(s) {
+            cx.push(&format!("{path}.onStatus[{i}]"), format!("{s} is not an HTTP status"));
+        }
+    }
+    let on_transport = match &raw.on_transport {
+        None => TransportKind::ALL.into_iter().collect(),
+        Some(list) => {
+            let mut set = BTreeSet::new();
+            for (i, name) in list.iter().enumerate() {
+                match TransportKind::ALL.into_iter().find(|k| k.as_str() == name) {
+                    Some(k) => {
+                        set.insert(k);
+                    }
+                    None => cx.push(
+                        &format!("{path}.onTransport[{i}]"),
+                        format!("unknown kind {name:?}; expected one of connect, reset, dns, tls, timeout"),
+                    ),
+                }
+            }
+            set
+        }
+    };
+    let b = &raw.backoff;
+    let backoff = Backoff {
+        base: cx.duration(b.base.as_deref(), Duration::ZERO, &format!("{path}.backoff.base")),
+        max: cx.duration(b.max.as_deref(), Duration::from_secs(2), &format!("{path}.backoff.max")),
+        jitter: b.jitter.unwrap_or(true),
+    };
+    RetryPolicy { attempts: attempts.max(1), on_status, on_transport, backoff }
+}

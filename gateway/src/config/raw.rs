@@ -1,0 +1,204 @@
+//! The YAML shape of the configuration, exactly as an operator writes it.
+//!
+//! Every struct denies unknown fields so a typo is an error, not a silently ignored key.
+//! Collections whose items are validated one by one (routes, backends, groups, providers)
+//! are kept as raw YAML values here: `super::load` deserializes each item on its own so that
+//! one bad item does not hide the errors of the others.
+
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    pub listen: Vec<String>,
+    #[serde(default)]
+    pub threads: Option<usize>,
+    #[serde(default)]
+    pub work_stealing: Option<bool>,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub routes: Vec<Value>,
+    #[serde(default)]
+    pub backends: Mapping,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAdmin {
+    pub listen: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawLimits {
+    pub max_request_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawShutdown {
+    /// How long a stopping or upgrading process keeps serving in-flight requests.
+    pub drain_timeout: Option<String>,
+    /// How long the old process waits after handing its sockets to a new one.
+    pub grace_period: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRoute {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    #[serde(default)]
+    pub rewrite: Option<RawRewrite>,
+    #[serde(default)]
+    pub request_headers: RawHeaderModifier,
+    #[serde(default)]
+    pub response_headers: RawHeaderModifier,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    pub backend: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawMatch {
+    pub path_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRewrite {
+    pub full_path: String,
+}
+
+/// Gateway API header modifier: `add` appends, `set` replaces, `remove` deletes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHeaderModifier {
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTimeouts {
+    pub request: Option<String>,
+    pub first_byte: Option<String>,
+    pub connect: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawBackend {
+    pub groups: Vec<RawGroup>,
+    #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
+    pub retry: RawRetry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGroup {
+    pub providers: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawProvider {
+    pub name: String,
+    #[serde(default)]
+    pub openai: Option<RawOpenAi>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub tls: Option<bool>,
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawOpenAi {
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum RawAuth {
+    /// Forward the client's `Authorization` header unchanged.
+    Passthrough(EmptyMap),
+    /// Use this key in the provider's auth header; the client's is dropped.
+    ApiKey(RawSecret),
+    /// Send no credentials at all.
+    None(EmptyMap),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyMap {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum RawSecret {
+    Env(String),
+    File(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHealth {
+    pub unhealthy_condition: Option<String>,
+    #[serde(default)]
+    pub eviction: RawEviction,
+    #[serde(default)]
+    pub recovery: RawRecovery,
+    pub when_all_ejected: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawEviction {
+    pub duration: Option<String>,
+    pub consecutive_failures: Option<u32>,
+    pub growth: Option<f64>,
+    pub max_duration: Option<String>,
+    pub max_ejection_percent: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRecovery {
+    pub trial_requests: Option<u32>,
+    pub ramp_up: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRetry {
+    pub attempts: Option<u32>,
+    pub on_status: Option<Vec<u16>>,
+    pub on_transport: Option<Vec<String>>,
+    #[serde(default)]
+    pub backoff: RawBackoff,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawBackoff {
+    pub base: Option<String>,
+    pub max: Option<String>,
+    pub jitter: Option<bool>,
+}

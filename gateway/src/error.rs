@@ -1,0 +1,75 @@
+//! Errors the gateway itself answers with, mapped exhaustively to an HTTP status and an
+//! OpenAI-shaped JSON body (`{"error":{"message","type","code"}}`), so SDKs parse them.
+
+use crate::body::BodyError;
+use crate::config::TransportKind;
+use serde_json::json;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route for path {path}")]
+    NoRoute { path: String },
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("{0}")]
+    BadBody(#[from] BodyError),
+    #[error("every provider of backend {backend} is ejected; retry in {retry_after_secs}s")]
+    AllEjected { backend: String, retry_after_secs: u64 },
+    #[error("no provider could answer: {detail}")]
+    Upstream { kind: TransportKind, detail: String },
+    #[error("the request's time budget ran out before a provider answered")]
+    Budget,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::NoRoute { .. } => 404,
+            GatewayError::BodyTooLarge { .. } => 413,
+            GatewayError::BodyRead(_) | GatewayError::BadBody(_) => 400,
+            GatewayError::AllEjected { .. } => 503,
+            GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => 504,
+            GatewayError::Upstream { .. } => 502,
+        }
+    }
+
+    /// The OpenAI error `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::NoRoute { .. } => "not_found_error",
+            GatewayError::BodyTooLarge { .. } => "request_too_large",
+            GatewayError::BodyRead(_) | GatewayError::BadBody(_) => "invalid_request_error",
+            GatewayError::AllEjected { .. } => "service_unavailable",
+            GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => "timeout",
+            GatewayError::Upstream { .. } => "bad_gateway",
+        }
+    }
+
+    /// Whether the client may reasonably send the same request again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, GatewayError::AllEjected { .. } | GatewayError::Upstream { .. } | GatewayError::Budget)
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        json!({"error": {"message": self.to_string(), "type": self.kind(), "code": self.status()}}).to_string().into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_bodies() {
+        let e = GatewayError::NoRoute { path: "/x".into() };
+        assert_eq!(e.status(), 404);
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["message"], "no route for path /x");
+        assert_eq!(v["error"]["type"], "not_found_error");
+        assert_eq!(GatewayError::Upstream { kind: TransportKind::Timeout, detail: String::new() }.status(), 504);
+        assert_eq!(GatewayError::Upstream { kind: TransportKind::Connect, detail: String::new() }.status(), 502);
+        assert!(!GatewayError::BodyTooLarge { limit: 1 }.is_retryable());
+    }
+}

@@ -1,0 +1,578 @@
+//! One failure state machine per provider. Every decision about a provider (may it take a
+//! request, is it ejected, for how long, is it on trial) goes through [`ProviderHealth`].
+//!
+//! Pure: no sockets, and time comes from a [`Clock`] so tests can drive it.
+//!
+//! States: `Healthy` (optionally ramping up after a trial) -> `Ejected{until}` -> (when the
+//! ejection ends) `Trial` (half-open: at most `trialRequests` requests at once) -> `Healthy`
+//! on success, `Ejected` again with growth on failure.
+
+pub mod condition;
+pub mod hints;
+
+use crate::config::{Eviction, Recovery};
+use once_cell::sync::Lazy;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Milliseconds on a monotonic clock.
+pub type Millis = u64;
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Millis;
+}
+
+/// The process's monotonic clock, counted from first use.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+static EPOCH: Lazy<Instant> = Lazy::new(Instant::now);
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        // +1 so that 0 can mean "never" in the atomics below.
+        EPOCH.elapsed().as_millis() as u64 + 1
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    pub fn new(start: Millis) -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicU64::new(start)))
+    }
+    pub fn advance(&self, d: Duration) {
+        self.0.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Why a request failed, as far as health is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The unhealthy condition matched this status.
+    Status(u16),
+    /// Connect, reset, DNS, TLS.
+    Transport,
+    /// No response head (or stream content) in time.
+    Timeout,
+    /// The stream began with an error event or ended before content.
+    Stream,
+    /// An active health probe failed.
+    Probe,
+}
+
+impl FailureKind {
+    /// The reason label used in metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            FailureKind::Status(_) => "status",
+            FailureKind::Transport => "transport",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Stream => "stream",
+            FailureKind::Probe => "probe",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Success,
+    Failure {
+        kind: FailureKind,
+        /// The provider's own wait hint (Retry-After and friends).
+        hint: Option<Duration>,
+        detail: String,
+    },
+}
+
+/// What recording an outcome changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Nothing,
+    Ejected { duration: Duration, reason: &'static str },
+    /// Ejection was due, but the group's `maxEjectionPercent` floor kept the provider in.
+    KeptByFloor,
+    /// A trial succeeded often enough: back in rotation.
+    Restored,
+}
+
+/// What a selection got from a provider: an ordinary slot, or one of the trial slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    Normal,
+    Trial,
+}
+
+/// Externally visible state, for `/status` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Healthy,
+    Ejected,
+    Trial,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Healthy => "healthy",
+            Phase::Ejected => "ejected",
+            Phase::Trial => "trial",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub phase: Phase,
+    /// Monotonic ms at which the ejection ends; `None` unless ejected.
+    pub ejected_until: Option<Millis>,
+    pub consecutive_failures: u32,
+    /// Ejections in a row without a success in between (the growth exponent).
+    pub streak: u32,
+    pub times_ejected: u64,
+    pub last_error: Option<String>,
+    /// Share of traffic while ramping up after a trial, 0..=1.
+    pub weight: f64,
+}
+
+#[derive(Debug)]
+struct State {
+    consecutive_failures: u32,
+    streak: u32,
+    times_ejected: u64,
+    last_error: Option<String>,
+    trial_in_flight: u32,
+    trial_successes: u32,
+    /// When the provider came back from a trial; weights ramp from here.
+    ramp_start: Option<Millis>,
+}
+
+/// Health of one provider, shared by all worker threads.
+#[derive(Debug)]
+pub struct ProviderHealth {
+    /// 0: in rotation. Otherwise the end of the ejection; once passed, the provider is on trial
+    /// until a trial succeeds (which stores 0) or fails (which stores a new end).
+    ejected_until: AtomicU64,
+    /// Fast path: nothing to update on success (no failures counted, no trial, no ramp).
+    clean: AtomicBool,
+    malformed_hint_logged: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl Default for ProviderHealth {
+    fn default() -> Self {
+        ProviderHealth {
+            ejected_until: AtomicU64::new(0),
+            clean: AtomicBool::new(true),
+            malformed_hint_logged: AtomicBool::new(false),
+            state: Mutex::new(State {
+                consecutive_failures: 0,
+                streak: 0,
+                times_ejected: 0,
+                last_error: None,
+                trial_in_flight: 0,
+                trial_successes: 0,
+                ramp_start: None,
+            }),
+        }
+    }
+}
+
+/// Ejection length: the configured duration grown per repeated ejection, capped, and never
+/// shorter than the provider's own hint (which is capped too).
+pub fn ejection_duration(eviction: &Eviction, streak: u32, hint: Option<Duration>) -> Duration {
+    let grown = eviction.duration.as_secs_f64() * eviction.growth.powi(streak.min(64) as i32);
+    let max = eviction.max_duration;
+    let base = if grown.is_finite() && grown < max.as_secs_f64() {
+        Duration::from_secs_f64(grown)
+    } else {
+        max
+    };
+    base.max(hint.unwrap_or(Duration::ZERO).min(max))
+}
+
+impl ProviderHealth {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the counters inconsistent in a way
+        // that matters more than stopping the gateway would; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// End of the current ejection, if the provider is ejected at `now`.
+    pub fn ejected_until(&self, now: Millis) -> Option<Millis> {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        (until != 0 && now < until).then_some(until)
+    }
+
+    /// Whether the provider can take a request now without waiting (cheap, lock-free unless
+    /// the provider is just coming out of an ejection).
+    pub fn is_available(&self, now: Millis, recovery: &Recovery) -> bool {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        if now < until {
+            return false;
+        }
+        self.lock().trial_in_flight < recovery.trial_requests
+    }
+
+    /// Takes a slot on the provider: always for a provider in rotation; one of the
+    /// `trialRequests` slots after an ejection ended; none while ejected or while the trial
+    /// slots are taken. `force` takes a slot even while ejected (all providers ejected).
+    pub fn acquire(&self, now: Millis, recovery: &Recovery, force: bool) -> Option<Permit> {
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if until == 0 {
+            return Some(Permit::Normal);
+        }
+        if now < until {
+            return force.then_some(Permit::Normal);
+        }
+        let mut s = self.lock();
+        if self.ejected_until.load(Ordering::Acquire) == 0 {
+            return Some(Permit::Normal);
+        }
+        if s.trial_in_flight < recovery.trial_requests {
+            s.trial_in_flight += 1;
+            Some(Permit::Trial)
+        } else {
+            None
+        }
+    }
+
+    /// Gives back a trial slot whose request ended without a verdict (client went away).
+    pub fn release(&self, permit: Permit) {
+        if permit == Permit::Trial {
+            let mut s = self.lock();
+            s.trial_in_flight = s.trial_in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Traffic share while ramping up after a trial: grows linearly from 1/trial share to 1
+    /// over `rampUp`.
+    pub fn weight(&self, now: Millis, recovery: &Recovery) -> f64 {
+        if self.clean.load(Ordering::Acquire) || recovery.ramp_up.is_zero() {
+            return 1.0;
+        }
+        let start = self.lock().ramp_start;
+        ramp_weight(start, now, recovery)
+    }
+
+    /// Records how a request (or probe) went. `may_eject` is asked only when an ejection is
+    /// due; it enforces the group's `maxEjectionPercent`.
+    pub fn record(
+        &self,
+        outcome: &Outcome,
+        permit: Permit,
+        now: Millis,
+        eviction: &Eviction,
+        recovery: &Recovery,
+        may_eject: impl FnOnce() -> bool,
+    ) -> Transition {
+        if matches!(outcome, Outcome::Success) && permit == Permit::Normal && self.clean.load(Ordering::Acquire) {
+            return Transition::Nothing;
+        }
+        let mut s = self.lock();
+        let until = self.ejected_until.load(Ordering::Acquire);
+        let on_trial = permit == Permit::Trial;
+        if on_trial {
+            s.trial_in_flight = s.trial_in_flight.saturating_sub(1);
+        }
+        match outcome {
+            Outcome::Success => {
+                if until != 0 && !on_trial {
+                    // A request that started before the ejection, or was forced to an ejected
+                    // provider: the ejection stands until a trial says otherwise.
+                    return Transition::Nothing;
+                }
+                s.consecutive_failures = 0;
+                s.streak = 0;
+                if on_trial && until != 0 {
+                    s.trial_successes += 1;
+                    if s.trial_successes < recovery.trial_requests {
+                        return Transition::Nothing;
+                    }
+                    s.trial_successes = 0;
+                    s.ramp_start = (!recovery.ramp_up.is_zero()).then_some(now);
+                    self.ejected_until.store(0, Ordering::Release);
+                    self.update_clean(&s, now, recovery);
+                    return Transition::Restored;
+                }
+                self.update_clean(&s, now, recovery);
+                Transition::Nothing
+            }
+            Outcome::Failure { kind, hint, detail } => {
+                s.last_error = Some(detail.clone());
+                self.clean.store(false, Ordering::Release);
+                if until != 0 && now < until {
+                    // Already ejected: neither extended nor grown.
+                    return Transition::Nothing;
+                }
+                let trial_failed = until != 0; // ejection over, so this was a trial-phase verdict
+                if !trial_failed {
+                    s.consecutive_failures += 1;
+                    if s.consecutive_failures < eviction.consecutive_failures {
+                        return Transition::Nothing;
+                    }
+                    if !may_eject() {
+                        return Transition::KeptByFloor;
+                    }
+                }
+                let duration = ejection_duration(eviction, s.streak, *hint);
+                s.streak = s.streak.saturating_add(1);
+                s.times_ejected += 1;
+                s.consecutive_failures = 0;
+                s.trial_successes = 0;
+                s.ramp_start = None;
+                self.ejected_until.store(now + (duration.as_millis() as u64).max(1), Ordering::Release);
+                Transition::Ejected { duration, reason: kind.reason() }
+            }
+        }
+    }
+
+    fn update_clean(&self, s: &State, now: Millis, recovery: &Recovery) {
+        let ramping = ramp_weight(s.ramp_start, now, recovery) < 1.0;
+        let clean = s.consecutive_failures == 0 && s.trial_in_flight == 0 && !ramping;
+        self.clean.store(clean, Ordering::Release);
+    }
+
+    /// Logs a malformed hint only the first time per provider.
+    pub fn first_malformed_hint(&self) -> bool {
+        !self.malformed_hint_logged.swap(true, Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self, now: Millis, recovery: &Recovery) -> Snapshot {
+        let s = self.lock();
+        let until = self.ejected_until.load(Ordering::Acquire);
+        let phase = match until {
+            0 => Phase::Healthy,
+            u if now < u => Phase::Ejected,
+            _ => Phase::Trial,
+        };
+        Snapshot {
+            phase,
+            ejected_until: (phase == Phase::Ejected).then_some(until),
+            consecutive_failures: s.consecutive_failures,
+            streak: s.streak,
+            times_ejected: s.times_ejected,
+            last_error: s.last_error.clone(),
+            weight: if phase == Phase::Healthy { ramp_weight(s.ramp_start, now, recovery) } else { 0.0 },
+        }
+    }
+}
+
+fn ramp_weight(start: Option<Millis>, now: Millis, recovery: &Recovery) -> f64 {
+    let ramp = recovery.ramp_up.as_millis() as u64;
+    match start {
+        Some(start) if ramp > 0 => {
+            let elapsed = now.saturating_sub(start);
+            if elapsed >= ramp {
+                1.0
+            } else {
+                // Start at a small but useful share so the provider keeps getting evidence.
+                (elapsed as f64 / ramp as f64).max(0.05)
+            }
+        }
+        _ => 1.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eviction(duration: u64, consecutive: u32) -> Eviction {
+        Eviction {
+            duration: Duration::from_secs(duration),
+            consecutive_failures: consecutive,
+            growth: 2.0,
+            max_duration: Duration::from_secs(300),
+            max_ejection_percent: 100,
+        }
+    }
+
+    fn recovery(trial: u32, ramp: u64) -> Recovery {
+        Recovery { trial_requests: trial, ramp_up: Duration::from_secs(ramp) }
+    }
+
+    fn fail(hint: Option<u64>) -> Outcome {
+        Outcome::Failure {
+            kind: FailureKind::Status(429),
+            hint: hint.map(Duration::from_secs),
+            detail: "429".into(),
+        }
+    }
+
+    const T0: Millis = 1_000;
+    const SEC: Millis = 1_000;
+
+    #[test]
+    fn ejects_at_exactly_consecutive_failures() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 3), recovery(1, 0));
+        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
+        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
+        assert!(h.ejected_until(T0).is_none());
+        let t = h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
+        assert_eq!(h.ejected_until(T0), Some(T0 + 10 * SEC));
+        assert!(!h.is_available(T0 + 10 * SEC - 1, &r));
+        assert!(h.is_available(T0 + 10 * SEC, &r));
+    }
+
+    #[test]
+    fn success_resets_the_count() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 2), recovery(1, 0));
+        h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        h.record(&Outcome::Success, Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
+        assert_eq!(h.snapshot(T0, &r).consecutive_failures, 1);
+    }
+
+    #[test]
+    fn retry_after_longer_than_duration_wins_and_is_capped() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        let t = h.record(&fail(Some(60)), Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(60), reason: "status" });
+        let h = ProviderHealth::default();
+        let t = h.record(&fail(Some(100_000)), Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(300), reason: "status" });
+        let h = ProviderHealth::default();
+        let t = h.record(&fail(Some(1)), Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" }, "shorter hint loses");
+    }
+
+    #[test]
+    fn failure_while_ejected_neither_extends_nor_grows() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        let t = h.record(&fail(Some(120)), Permit::Normal, T0 + 5 * SEC, &e, &r, || true);
+        assert_eq!(t, Transition::Nothing);
+        assert_eq!(h.ejected_until(T0 + 5 * SEC), Some(T0 + 10 * SEC));
+        assert_eq!(h.snapshot(T0, &r).streak, 1);
+    }
+
+    #[test]
+    fn half_open_allows_only_trial_requests() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        let later = T0 + 10 * SEC;
+        assert_eq!(h.acquire(T0, &r, false), None, "ejected");
+        assert_eq!(h.acquire(T0, &r, true), Some(Permit::Normal), "forced when all ejected");
+        assert_eq!(h.acquire(later, &r, false), Some(Permit::Trial));
+        assert_eq!(h.acquire(later, &r, false), None, "second concurrent request goes elsewhere");
+        assert!(!h.is_available(later, &r));
+        assert_eq!(h.snapshot(later, &r).phase, Phase::Trial);
+        assert_eq!(h.record(&Outcome::Success, Permit::Trial, later, &e, &r, || true), Transition::Restored);
+        assert_eq!(h.acquire(later, &r, false), Some(Permit::Normal));
+        assert_eq!(h.snapshot(later, &r).phase, Phase::Healthy);
+    }
+
+    #[test]
+    fn released_trial_slot_can_be_taken_again() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(1, 1), recovery(1, 0));
+        h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        let later = T0 + SEC;
+        let p = h.acquire(later, &r, false).unwrap();
+        h.release(p);
+        assert_eq!(h.acquire(later, &r, false), Some(Permit::Trial));
+    }
+
+    #[test]
+    fn trial_failure_ejects_again_with_growth_up_to_the_cap() {
+        let h = ProviderHealth::default();
+        let mut e = eviction(10, 1);
+        e.max_duration = Duration::from_secs(35);
+        let r = recovery(1, 0);
+        let mut now = T0;
+        let mut durations = vec![];
+        for _ in 0..4 {
+            let permit = h.acquire(now, &r, false).unwrap();
+            match h.record(&fail(None), permit, now, &e, &r, || true) {
+                Transition::Ejected { duration, .. } => durations.push(duration.as_secs()),
+                t => panic!("unexpected {t:?}"),
+            }
+            now = h.ejected_until(now).unwrap();
+        }
+        assert_eq!(durations, vec![10, 20, 35, 35]);
+        assert_eq!(h.snapshot(now, &r).times_ejected, 4);
+    }
+
+    #[test]
+    fn success_resets_growth() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        let later = T0 + 10 * SEC;
+        let p = h.acquire(later, &r, false).unwrap();
+        h.record(&Outcome::Success, p, later, &e, &r, || true);
+        let t = h.record(&fail(None), Permit::Normal, later, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
+    }
+
+    #[test]
+    fn several_trial_requests_must_all_succeed() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(1, 1), recovery(2, 0));
+        h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        let later = T0 + SEC;
+        let a = h.acquire(later, &r, false).unwrap();
+        let b = h.acquire(later, &r, false).unwrap();
+        assert_eq!(h.acquire(later, &r, false), None);
+        assert_eq!(h.record(&Outcome::Success, a, later, &e, &r, || true), Transition::Nothing);
+        assert_eq!(h.record(&Outcome::Success, b, later, &e, &r, || true), Transition::Restored);
+    }
+
+    #[test]
+    fn floor_keeps_provider_in() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || false), Transition::KeptByFloor);
+        assert!(h.is_available(T0, &r));
+    }
+
+    #[test]
+    fn ramp_up_after_trial() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(1, 1), recovery(1, 10));
+        assert_eq!(h.weight(T0, &r), 1.0);
+        h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        let back = T0 + SEC;
+        let p = h.acquire(back, &r, false).unwrap();
+        h.record(&Outcome::Success, p, back, &e, &r, || true);
+        assert!(h.weight(back, &r) <= 0.05 + 1e-9);
+        assert!((h.weight(back + 5 * SEC, &r) - 0.5).abs() < 1e-9);
+        assert_eq!(h.weight(back + 10 * SEC, &r), 1.0);
+    }
+
+    #[test]
+    fn ejection_duration_grows_and_caps() {
+        let e = eviction(5, 1);
+        assert_eq!(ejection_duration(&e, 0, None), Duration::from_secs(5));
+        assert_eq!(ejection_duration(&e, 3, None), Duration::from_secs(40));
+        assert_eq!(ejection_duration(&e, 40, None), Duration::from_secs(300));
+        assert_eq!(ejection_duration(&e, 0, Some(Duration::ZERO)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn manual_clock_moves() {
+        let c = ManualClock::new(5);
+        c.advance(Duration::from_millis(10));
+        assert_eq!(c.now(), 15);
+        assert!(SystemClock.now() >= 1);
+    }
+}

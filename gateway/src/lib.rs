@@ -1,0 +1,19 @@
+//! Switchyard: an LLM failover gateway on Pingora.
+//!
+//! Module map: [`config`] (YAML to typed model), [`routing`] (routes), [`balancer`]
+//! (priority groups, round-robin), [`health`] (per-provider failure state machine),
+//! [`body`] (the request fields routing reads), [`upstream`] (peers and DNS),
+//! [`runtime`] (the swappable per-config state), [`proxy`] (the request path),
+//! [`admin`] (the admin listener), [`server`] (assembling the Pingora server).
+
+pub mod admin;
+pub mod balancer;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod proxy;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,96 @@
+//! Everything a request needs from the current configuration, built once per (re)load and
+//! swapped atomically. Provider health lives in a registry outside it, keyed by provider
+//! name and endpoint, so it survives reloads that keep both.
+
+use crate::balancer::Balancer;
+use crate::config::{Auth, Config, ProviderConfig};
+use crate::health::ProviderHealth;
+use crate::routing::RouteTable;
+use crate::upstream::Endpoint;
+use http::HeaderValue;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Health state by (provider name, endpoint).
+#[derive(Debug, Default)]
+pub struct HealthRegistry {
+    map: Mutex<HashMap<(String, String), Arc<ProviderHealth>>>,
+}
+
+impl HealthRegistry {
+    fn get(&self, p: &ProviderConfig) -> Arc<ProviderHealth> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry((p.name.clone(), p.endpoint())).or_default().clone()
+    }
+
+    /// Drops the state of providers no longer configured.
+    fn retain(&self, config: &Config) {
+        let keep: std::collections::HashSet<(String, String)> = config
+            .backends
+            .iter()
+            .flat_map(|b| b.providers().map(|p| (p.name.clone(), p.endpoint())))
+            .collect();
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|k, _| keep.contains(k));
+    }
+}
+
+/// Per provider: where to send and how to authenticate.
+#[derive(Debug)]
+pub struct Upstream {
+    pub endpoint: Endpoint,
+    /// Provider auth header, ready to insert (marked sensitive).
+    pub auth_header: Option<(http::HeaderName, HeaderValue)>,
+    /// `host` header value.
+    pub host_header: HeaderValue,
+}
+
+#[derive(Debug)]
+pub struct BackendRuntime {
+    pub balancer: Balancer,
+    /// Parallel to `balancer.providers`.
+    pub upstreams: Vec<Upstream>,
+}
+
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: Config,
+    pub routes: RouteTable,
+    pub backends: Vec<BackendRuntime>,
+}
+
+impl Runtime {
+    pub fn build(config: Config, registry: &HealthRegistry) -> Runtime {
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| {
+                let balancer = Balancer::new(b.clone(), |p| registry.get(p));
+                let upstreams = balancer.providers.iter().map(|s| upstream(&s.config)).collect();
+                BackendRuntime { balancer, upstreams }
+            })
+            .collect();
+        registry.retain(&config);
+        Runtime { routes: RouteTable::new(&config.routes), backends, config }
+    }
+}
+
+fn upstream(p: &ProviderConfig) -> Upstream {
+    let auth_header = match &p.auth {
+        Auth::ApiKey(key) => HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok().map(|mut v| {
+            v.set_sensitive(true);
+            (http::header::AUTHORIZATION, v)
+        }),
+        Auth::None | Auth::Passthrough => None,
+    };
+    let host = if (p.tls && p.port == 443) || (!p.tls && p.port == 80) {
+        p.host.clone()
+    } else {
+        format!("{}:{}", p.host, p.port)
+    };
+    Upstream {
+        endpoint: Endpoint::new(p),
+        auth_header,
+        host_header: HeaderValue::from_str(&host).unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+    }
+}

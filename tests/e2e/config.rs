@@ -1,0 +1,89 @@
+//! `--validate`: every shipped config passes; errors name their YAML path, all at once.
+
+use crate::harness::*;
+
+const FAKE_KEYS: &[(&str, &str)] = &[
+    ("OPENAI_API_KEY", "sk-test"),
+    ("OPENAI_API_KEY_2", "sk-test-2"),
+    ("ANTHROPIC_API_KEY", "sk-ant-test"),
+];
+
+#[test]
+fn every_conf_file_validates() {
+    let dir = repo_root().join("conf");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let (code, out) = validate(&path, FAKE_KEYS);
+            assert_eq!(code, 0, "{}: {out}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "expected demo.yaml and the reference configs, found {checked}");
+}
+
+#[test]
+fn errors_name_paths_all_at_once_and_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        r#"
+listen: ["127.0.0.1:8080"]
+routes:
+  - {name: r, match: {pathPrefix: /v1}, backend: nope}
+  - {name: s, match: {pathPrefix: v1}, timeouts: {request: soon}, backend: chat}
+backends:
+  chat:
+    groups:
+      - providers:
+          - {name: a, openai: {model: m}, host: 127.0.0.1, port: 1}
+      - providers:
+          - {name: b, openai: {modle: gpt-4o}}
+          - {name: c, openai: {}, auth: {apiKey: {env: SWITCHYARD_TEST_MISSING_VAR}}}
+    health:
+      unhealthyCondition: "response.code =="
+"#,
+    )
+    .unwrap();
+    let (code, out) = validate(&path, &[]);
+    assert_eq!(code, 64, "{out}");
+    for needle in [
+        r#"backends.chat.groups[1].providers[0].openai: unknown field "modle""#,
+        "backends.chat.groups[1].providers[1].auth.apiKey: environment variable SWITCHYARD_TEST_MISSING_VAR is not set",
+        "backends.chat.health.unhealthyCondition: invalid CEL expression",
+        r#"routes[0].backend: unknown backend "nope""#,
+        r#"routes[1].match.pathPrefix: must start with "/""#,
+        r#"routes[1].timeouts.request: invalid duration "soon""#,
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn key_file_permissions_are_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "sk-file\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: [\"127.0.0.1:8080\"]\nroutes: [{{name: r, match: {{pathPrefix: /}}, backend: b}}]\nbackends:\n  b:\n    groups:\n      - providers: [{{name: p, openai: {{}}, auth: {{apiKey: {{file: {}}}}}}}]\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let (code, out) = validate(&path, &[]);
+    assert_eq!(code, 64);
+    assert!(out.contains("readable by group or others"), "{out}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out) = validate(&path, &[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = validate(&dir.path().join("missing.yaml"), &[]);
+    assert_eq!(code, 64);
+    assert!(out.contains("cannot read"), "{out}");
+}

@@ -1,0 +1,188 @@
+//! Test harness: the real `switchyard` binary on OS-chosen ports, mock providers in process.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use mock_llm::{Behavior, MockLlm};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// A port nobody listens on right now, chosen by the OS.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A running gateway; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+/// The YAML of an OpenAI-kind provider pointing at `mock`; `model` "" passes the client's.
+pub fn provider(name: &str, mock: &MockLlm, model: &str) -> String {
+    provider_x(name, mock.port(), model, "")
+}
+
+/// Like [`provider`], on any port, with extra fields (`"auth: {passthrough: {}}"`).
+pub fn provider_x(name: &str, port: u16, model: &str, extra: &str) -> String {
+    let kind = if model.is_empty() { "openai: {}".to_string() } else { format!("openai: {{model: \"{model}\"}}") };
+    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    format!("{{name: {name}, {kind}, host: 127.0.0.1, port: {port}, tls: false{extra}}}")
+}
+
+impl Gateway {
+    /// Starts the gateway with `body` (routes, backends, ...) under generated listen/admin
+    /// lines, with `env` set for the process. Waits until it answers.
+    pub async fn start(body: &str) -> Gateway {
+        Self::start_with_env(body, &[]).await
+    }
+
+    pub async fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
+        let port = free_port();
+        let admin_port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = format!("listen: [\"127.0.0.1:{port}\"]\nadmin: {{listen: \"127.0.0.1:{admin_port}\"}}\nthreads: 2\nshutdown: {{drainTimeout: 1s, gracePeriod: 0s}}\n{body}");
+        let config_path = dir.path().join("switchyard.yaml");
+        std::fs::write(&config_path, &config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-c")
+            .arg(&config_path)
+            .arg("--upgrade-sock")
+            .arg(dir.path().join("upgrade.sock"))
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn switchyard");
+        let gw = Gateway { child, port, admin_port, dir, config_path };
+        gw.wait_ready().await;
+        gw
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = client();
+        loop {
+            let admin = client.get(format!("http://127.0.0.1:{}/healthz", self.admin_port)).send().await;
+            let proxy = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await;
+            if admin.is_ok_and(|r| r.status() == 200) && proxy.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway did not start; stderr:\n{}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// A minimal chat request body.
+pub fn chat(model: Option<&str>) -> serde_json::Value {
+    let mut v = serde_json::json!({"messages": [{"role": "user", "content": "What is 2+2?"}]});
+    if let Some(m) = model {
+        v["model"] = m.into();
+    }
+    v
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn provider(&self) -> &str {
+        self.header("x-switchyard-provider").unwrap_or("")
+    }
+}
+
+pub async fn post(url: &str, body: impl Into<reqwest::Body>) -> Reply {
+    post_with(client().post(url).header("content-type", "application/json").body(body)).await
+}
+
+pub async fn post_json(url: &str, v: &serde_json::Value) -> Reply {
+    post(url, v.to_string()).await
+}
+
+pub async fn post_with(req: reqwest::RequestBuilder) -> Reply {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.expect("body");
+    Reply { status, headers, body }
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs `switchyard --validate -c path` and returns (exit code, stdout+stderr).
+pub fn validate(path: &Path, env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--validate").arg("-c").arg(path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run validate");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf()
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `switchyard` binary against mock providers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code)]
+
+mod harness;
+
+mod bad_input;
+mod config;
+mod failover;
+mod references;
