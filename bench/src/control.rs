@@ -36,10 +36,7 @@ pub(crate) async fn handle(state: &State, request: Request<Incoming>) -> Respons
             state.reset_stats();
             ok()
         }
-        _ => fail(
-            404,
-            &format!("no control endpoint {} {}", head.method, head.uri.path()),
-        ),
+        _ => fail(404, &format!("no control endpoint {} {}", head.method, head.uri.path())),
     }
 }
 
@@ -48,10 +45,7 @@ fn ok() -> Response<MockBody> {
 }
 
 fn fail(status: u16, message: &str) -> Response<MockBody> {
-    json_response(
-        status,
-        Bytes::from(json!({"ok": false, "error": message}).to_string()),
-    )
+    json_response(status, Bytes::from(json!({"ok": false, "error": message}).to_string()))
 }
 
 fn set_behavior(state: &State, body: &[u8]) -> Response<MockBody> {

@@ -30,14 +30,9 @@ pub(crate) async fn handle(
 }
 
 /// A response with `status`, `content-type` and `body`.
-pub(crate) fn response(
-    status: u16,
-    content_type: &'static str,
-    body: MockBody,
-) -> Response<MockBody> {
+pub(crate) fn response(status: u16, content_type: &'static str, body: MockBody) -> Response<MockBody> {
     let mut response = Response::new(body);
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -53,11 +48,7 @@ fn is_health(method: &Method, path: &str) -> bool {
     method == Method::GET && (path == "/v1/models" || path == "/health")
 }
 
-async fn provider(
-    state: Arc<State>,
-    conn: ConnControl,
-    request: Request<Incoming>,
-) -> Response<MockBody> {
+async fn provider(state: Arc<State>, conn: ConnControl, request: Request<Incoming>) -> Response<MockBody> {
     let behavior = state.behavior();
     let (head, body) = request.into_parts();
     let health = is_health(&head.method, head.uri.path());
@@ -105,18 +96,10 @@ async fn chat(
 }
 
 /// The answer to a chat request once any delay is over.
-fn answer(
-    name: &str,
-    behavior: &Behavior,
-    conn: ConnControl,
-    request: &RecordedRequest,
-) -> Response<MockBody> {
+fn answer(name: &str, behavior: &Behavior, conn: ConnControl, request: &RecordedRequest) -> Response<MockBody> {
     if behavior.draw_failure() {
         let message = openai::injected_message(name, behavior.status);
-        let mut response = json_response(
-            behavior.status,
-            openai::error_body(&message, behavior.status),
-        );
+        let mut response = json_response(behavior.status, openai::error_body(&message, behavior.status));
         if let Some(value) = behavior
             .retry_after
             .as_deref()
@@ -127,10 +110,7 @@ fn answer(
         return response;
     }
     if request.method != Method::POST.as_str() {
-        let message = format!(
-            "mock {name}: no route for {} {}",
-            request.method, request.path
-        );
+        let message = format!("mock {name}: no route for {} {}", request.method, request.path);
         return json_response(404, openai::error_body(&message, 404));
     }
     match ChatParams::parse(&request.body) {
@@ -144,23 +124,11 @@ fn answer(
 }
 
 /// A `text/event-stream` answer, complete or broken as `behavior` says.
-fn stream(
-    name: &str,
-    behavior: &Behavior,
-    conn: ConnControl,
-    params: &ChatParams,
-) -> Response<MockBody> {
+fn stream(name: &str, behavior: &Behavior, conn: ConnControl, params: &ChatParams) -> Response<MockBody> {
     let (events, ending) = if behavior.stream_error_first {
-        let status = if behavior.status == 200 {
-            500
-        } else {
-            behavior.status
-        };
+        let status = if behavior.status == 200 { 500 } else { behavior.status };
         let message = format!("mock {name}: injected stream error");
-        (
-            vec![openai::error_event(&message, status)],
-            Ending::Complete,
-        )
+        (vec![openai::error_event(&message, status)], Ending::Complete)
     } else if behavior.stream_close_early {
         (Vec::new(), Ending::Close)
     } else {
@@ -177,11 +145,7 @@ fn stream(
         }
     };
     let delay = Duration::from_millis(behavior.chunk_delay_ms);
-    let mut response = response(
-        200,
-        "text/event-stream",
-        MockBody::stream(events, delay, ending),
-    );
+    let mut response = response(200, "text/event-stream", MockBody::stream(events, delay, ending));
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -191,10 +155,7 @@ fn stream(
 /// Adds the behaviour's extra headers; invalid names or values are skipped.
 fn add_headers(response: &mut Response<MockBody>, headers: &[(String, String)]) {
     for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
             response.headers_mut().append(name, value);
         }
     }

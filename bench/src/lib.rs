@@ -56,11 +56,7 @@ impl MockLlm {
     }
 
     /// Starts a mock listening on `addr`.
-    pub async fn start_on(
-        name: &str,
-        addr: SocketAddr,
-        behavior: Behavior,
-    ) -> std::io::Result<MockLlm> {
+    pub async fn start_on(name: &str, addr: SocketAddr, behavior: Behavior) -> std::io::Result<MockLlm> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State::new(name, behavior));

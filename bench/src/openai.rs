@@ -36,10 +36,7 @@ impl ChatParams {
                 .unwrap_or(DEFAULT_MODEL)
                 .to_owned(),
             stream: value.get("stream").and_then(Value::as_bool) == Some(true),
-            include_usage: value
-                .pointer("/stream_options/include_usage")
-                .and_then(Value::as_bool)
-                == Some(true),
+            include_usage: value.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true),
             prompt_tokens: (body_len / 4).max(1),
         })
     }
@@ -169,9 +166,7 @@ pub(crate) fn error_event(message: &str, status: u16) -> Bytes {
 
 /// The body of `GET /v1/models` and `GET /health`.
 pub(crate) fn models_list() -> Bytes {
-    Bytes::from(
-        json!({"object": "list", "data": [{"id": DEFAULT_MODEL, "object": "model"}]}).to_string(),
-    )
+    Bytes::from(json!({"object": "list", "data": [{"id": DEFAULT_MODEL, "object": "model"}]}).to_string())
 }
 
 #[cfg(test)]
@@ -202,10 +197,7 @@ mod tests {
 
     #[test]
     fn params_from_body() {
-        let p = ChatParams::parse(
-            br#"{"model":"m1","stream":true,"stream_options":{"include_usage":true}}"#,
-        )
-        .unwrap();
+        let p = ChatParams::parse(br#"{"model":"m1","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
         assert_eq!(p.model, "m1");
         assert!(p.stream && p.include_usage);
         let p = ChatParams::parse(b"{}").unwrap();

@@ -61,9 +61,7 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
     let _ = stream.set_nodelay(true);
     let control = ConnControl::default();
     let service_control = control.clone();
-    let service = service_fn(move |request| {
-        handler::handle(Arc::clone(&state), service_control.clone(), request)
-    });
+    let service = service_fn(move |request| handler::handle(Arc::clone(&state), service_control.clone(), request));
     let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     let reset = tokio::select! {
         _ = connection => false,

@@ -64,10 +64,7 @@ fn prints_its_address_and_injects_failures_from_flags() {
     assert!(response.starts_with("HTTP/1.1 429"), "{response}");
     assert!(response.contains("retry-after: 2"), "{response}");
     assert!(response.contains("mock cli: injected 429"), "{response}");
-    let health = exchange(
-        addr,
-        "GET /health HTTP/1.1\r\nhost: mock\r\nconnection: close\r\n\r\n",
-    );
+    let health = exchange(addr, "GET /health HTTP/1.1\r\nhost: mock\r\nconnection: close\r\n\r\n");
     assert!(health.starts_with("HTTP/1.1 503"), "{health}");
 }
 

@@ -21,7 +21,8 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> 
         r.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
     let len = r.body().len();
-    r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
     r
 }
 
@@ -36,7 +37,12 @@ impl AdminApp {
         let not_ready: Vec<&str> = rt
             .backends
             .iter()
-            .filter(|b| b.balancer.providers.iter().all(|p| p.health.ejected_until(now).is_some()))
+            .filter(|b| {
+                b.balancer
+                    .providers
+                    .iter()
+                    .all(|p| p.health.ejected_until(now).is_some())
+            })
             .map(|b| b.balancer.backend.name.as_str())
             .collect();
         if not_ready.is_empty() {

@@ -76,7 +76,12 @@ impl ChatRequest {
             Some("true") => true,
             Some(_) => return Err(BodyError::StreamType),
         };
-        Ok(ChatRequest { model, stream, model_span, open_brace: open + 1 })
+        Ok(ChatRequest {
+            model,
+            stream,
+            model_span,
+            open_brace: open + 1,
+        })
     }
 
     /// The body with `model` set to `model` (added when absent).
@@ -141,13 +146,22 @@ mod tests {
 
     #[test]
     fn replaces_present_model() {
-        let v = rewrite(r#"{"model": "gpt-4o", "messages": [{"role":"user","content":"model"}]}"#, "mini");
-        assert_eq!(v, json!({"model":"mini","messages":[{"role":"user","content":"model"}]}));
+        let v = rewrite(
+            r#"{"model": "gpt-4o", "messages": [{"role":"user","content":"model"}]}"#,
+            "mini",
+        );
+        assert_eq!(
+            v,
+            json!({"model":"mini","messages":[{"role":"user","content":"model"}]})
+        );
     }
 
     #[test]
     fn adds_absent_model() {
-        assert_eq!(rewrite(r#" { "messages": [] } "#, "m"), json!({"model":"m","messages":[]}));
+        assert_eq!(
+            rewrite(r#" { "messages": [] } "#, "m"),
+            json!({"model":"m","messages":[]})
+        );
         assert_eq!(rewrite("{}", "m"), json!({"model":"m"}));
         assert_eq!(rewrite(r#"{"model":null,"x":1}"#, "m"), json!({"model":"m","x":1}));
     }
@@ -172,6 +186,9 @@ mod tests {
         assert_eq!(ChatRequest::parse(b"[1,2]"), Err(BodyError::NotObject));
         assert_eq!(ChatRequest::parse(br#"{"model":5}"#), Err(BodyError::ModelType));
         assert_eq!(ChatRequest::parse(br#"{"stream":"yes"}"#), Err(BodyError::StreamType));
-        assert!(matches!(ChatRequest::parse(br#"{"a":1} {"b":2}"#), Err(BodyError::Json(_))));
+        assert!(matches!(
+            ChatRequest::parse(br#"{"a":1} {"b":2}"#),
+            Err(BodyError::Json(_))
+        ));
     }
 }

@@ -45,7 +45,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging();
-    let opts = ProcessOptions { upgrade: cli.upgrade, upgrade_sock: Some(cli.upgrade_sock) };
+    let opts = ProcessOptions {
+        upgrade: cli.upgrade,
+        upgrade_sock: Some(cli.upgrade_sock),
+    };
     let (server, _gateway) = server::build(config, &opts);
     tracing::info!(config = %cli.config.display(), "switchyard starting");
     server.run_forever()
@@ -54,6 +57,10 @@ fn main() -> ExitCode {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let _ = tracing_log::LogTracer::init();
-    let filter = EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

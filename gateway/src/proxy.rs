@@ -82,7 +82,7 @@ enum AttemptEnd {
 
 /// How the upstream exchange went before any byte reached the client.
 enum Exchange {
-    Head(UpstreamSession, Arc<HttpPeer>),
+    Head(Box<UpstreamSession>, Arc<HttpPeer>),
     Transport(TransportKind, String),
     ClientGone,
 }
@@ -91,7 +91,12 @@ impl Gateway {
     pub fn new(config: crate::config::Config) -> Gateway {
         let registry = HealthRegistry::default();
         let runtime = Runtime::build(config, &registry);
-        Gateway { runtime: ArcSwap::from_pointee(runtime), registry, connector: Connector::new(None), clock: SystemClock }
+        Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            registry,
+            connector: Connector::new(None),
+            clock: SystemClock,
+        }
     }
 
     /// Installs a new configuration; requests in flight keep the one they started with.
@@ -145,9 +150,14 @@ impl Gateway {
                 Ok(s) => s,
                 Err(NoProvider::AllEjected { until }) => {
                     let secs = until.saturating_sub(self.clock.now()).div_ceil(1000).max(1);
-                    let e = GatewayError::AllEjected { backend: backend.balancer.backend.name.clone(), retry_after_secs: secs };
+                    let e = GatewayError::AllEjected {
+                        backend: backend.balancer.backend.name.clone(),
+                        retry_after_secs: secs,
+                    };
                     let retry_after = HeaderValue::from(secs);
-                    return self.reject(session, ctx, e, &[(header::RETRY_AFTER, retry_after)]).await;
+                    return self
+                        .reject(session, ctx, e, &[(header::RETRY_AFTER, retry_after)])
+                        .await;
                 }
                 Err(NoProvider::Exhausted) => break,
             };
@@ -155,13 +165,29 @@ impl Gateway {
                 let wait = backoff(retry, retries).min(deadline.saturating_duration_since(Instant::now()));
                 retries += 1;
                 if !wait.is_zero() {
-                    debug!(wait_ms = wait.as_millis() as u64, "backing off before retrying a provider");
+                    debug!(
+                        wait_ms = wait.as_millis() as u64,
+                        "backing off before retrying a provider"
+                    );
                     tokio::time::sleep(wait).await;
                 }
             }
             tried.insert(sel.provider);
             let is_last = attempt == retry.attempts;
-            match self.attempt(session, ctx, route, backend, sel, &body, chat.as_ref(), deadline, is_last).await? {
+            match self
+                .attempt(
+                    session,
+                    ctx,
+                    route,
+                    backend,
+                    sel,
+                    &body,
+                    chat.as_ref(),
+                    deadline,
+                    is_last,
+                )
+                .await?
+            {
                 AttemptEnd::Delivered => return Ok(()),
                 AttemptEnd::ClientGone => {
                     session.set_keepalive(None);
@@ -176,18 +202,27 @@ impl Gateway {
             }
         }
         match last {
-            Some(Failed { response: Some((status, mut headers, body)), provider, .. }) => {
+            Some(Failed {
+                response: Some((status, mut headers, body)),
+                provider,
+                ..
+            }) => {
                 ctx.served_by = Some(provider.clone());
                 stamp(&mut headers, &provider, ctx.attempts.len());
                 headers.remove(header::TRANSFER_ENCODING);
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-                session.write_response_header(response_head(status, headers), body.is_empty()).await?;
+                session
+                    .write_response_header(response_head(status, headers), body.is_empty())
+                    .await?;
                 if !body.is_empty() {
                     session.write_response_body(Some(body), true).await?;
                 }
                 Ok(())
             }
-            Some(Failed { kind, detail, .. }) => self.reject(session, ctx, GatewayError::Upstream { kind, detail }, &[]).await,
+            Some(Failed { kind, detail, .. }) => {
+                self.reject(session, ctx, GatewayError::Upstream { kind, detail }, &[])
+                    .await
+            }
             None => self.reject(session, ctx, GatewayError::Budget, &[]).await,
         }
     }
@@ -223,9 +258,14 @@ impl Gateway {
             _ => body.clone(),
         };
         let head = upstream_request(session.req_header(), route, &slot.config, upstream, body.len());
-        let first_byte = route.timeouts.first_byte.min(deadline.saturating_duration_since(started));
+        let first_byte = route
+            .timeouts
+            .first_byte
+            .min(deadline.saturating_duration_since(started));
 
-        let exchange = self.exchange(session, upstream, head, body, route.timeouts.connect, first_byte).await;
+        let exchange = self
+            .exchange(session, upstream, head, body, route.timeouts.connect, first_byte)
+            .await;
         let (mut up, peer) = match exchange {
             Exchange::Head(up, peer) => (up, peer),
             Exchange::ClientGone => {
@@ -236,8 +276,16 @@ impl Gateway {
                 return Ok(AttemptEnd::ClientGone);
             }
             Exchange::Transport(kind, detail) => {
-                let fkind = if kind == TransportKind::Timeout { FailureKind::Timeout } else { FailureKind::Transport };
-                let outcome = Outcome::Failure { kind: fkind, hint: None, detail: detail.clone() };
+                let fkind = if kind == TransportKind::Timeout {
+                    FailureKind::Timeout
+                } else {
+                    FailureKind::Transport
+                };
+                let outcome = Outcome::Failure {
+                    kind: fkind,
+                    hint: None,
+                    detail: detail.clone(),
+                };
                 record.ejected = self.judge(backend, sel, &outcome);
                 record.error = Some(kind.as_str());
                 record.duration = started.elapsed();
@@ -247,12 +295,20 @@ impl Gateway {
                 if !retryable {
                     return Err(Error::explain(ErrorType::HTTPStatus(502), detail));
                 }
-                return Ok(AttemptEnd::Failed(Failed { response: None, provider: slot.config.name.clone(), kind, detail }));
+                return Ok(AttemptEnd::Failed(Failed {
+                    response: None,
+                    provider: slot.config.name.clone(),
+                    kind,
+                    detail,
+                }));
             }
         };
 
         let Some(upstream_head) = up.response_header() else {
-            return Err(Error::explain(ErrorType::InternalError, "response header missing after read"));
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "response header missing after read",
+            ));
         };
         let status_code = upstream_head.status;
         let status = status_code.as_u16();
@@ -269,7 +325,11 @@ impl Gateway {
                     warn!(provider = %slot.config.name, header = m.header, value = %m.value, "ignoring malformed retry hint");
                 }
             }
-            Outcome::Failure { kind: FailureKind::Status(status), hint, detail: format!("status {status}") }
+            Outcome::Failure {
+                kind: FailureKind::Status(status),
+                hint,
+                detail: format!("status {status}"),
+            }
         } else {
             Outcome::Success
         };
@@ -285,7 +345,7 @@ impl Gateway {
             ctx.attempts.push(record);
             let response = match kept {
                 Some(b) => {
-                    self.connector.release_http_session(up, &*peer, Some(POOL_IDLE)).await;
+                    self.connector.release_http_session(*up, &*peer, Some(POOL_IDLE)).await;
                     Some((status_code, out, b))
                 }
                 None => None,
@@ -304,13 +364,15 @@ impl Gateway {
         ctx.served_by = Some(slot.config.name.clone());
         stamp(&mut out, &slot.config.name, attempts);
         let head = response_head(status_code, out);
-        let end = self.stream_to_client(session, &mut up, head, route.timeouts.first_byte, deadline).await;
+        let end = self
+            .stream_to_client(session, &mut up, head, route.timeouts.first_byte, deadline)
+            .await;
         if let Some(last) = ctx.attempts.last_mut() {
             last.duration = started.elapsed();
         }
         match end {
             StreamEnd::Complete => {
-                self.connector.release_http_session(up, &*peer, Some(POOL_IDLE)).await;
+                self.connector.release_http_session(*up, &*peer, Some(POOL_IDLE)).await;
                 Ok(AttemptEnd::Delivered)
             }
             StreamEnd::UpstreamBroke(detail) => {
@@ -328,7 +390,10 @@ impl Gateway {
         let policy = &backend.balancer.backend.health;
         let now = self.clock.now();
         let transition = backend.balancer.with_eject_lock(slot.group, || {
-            slot.health.record(outcome, sel.permit, now, &policy.eviction, &policy.recovery, || backend.balancer.may_eject(slot.group, now))
+            slot.health
+                .record(outcome, sel.permit, now, &policy.eviction, &policy.recovery, || {
+                    backend.balancer.may_eject(slot.group, now)
+                })
         });
         match transition {
             Transition::Ejected { duration, reason } => {
@@ -366,11 +431,17 @@ impl Gateway {
             // failure says nothing about the provider, so try again on a fresh connection.
             let mut fresh_tries = 0;
             loop {
-                let (mut up, reused) = match tokio::time::timeout(connect_timeout, self.connector.get_http_session(&*peer)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return Err((classify(&e), e.to_string())),
-                    Err(_) => return Err((TransportKind::Timeout, format!("connect timed out after {connect_timeout:?}"))),
-                };
+                let (mut up, reused) =
+                    match tokio::time::timeout(connect_timeout, self.connector.get_http_session(&*peer)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return Err((classify(&e), e.to_string())),
+                        Err(_) => {
+                            return Err((
+                                TransportKind::Timeout,
+                                format!("connect timed out after {connect_timeout:?}"),
+                            ))
+                        }
+                    };
                 up.set_read_timeout(None);
                 let sent = async {
                     up.write_request_header(Box::new(head.clone())).await?;
@@ -385,13 +456,18 @@ impl Gateway {
                         continue;
                     }
                     Ok(Err(e)) => return Err((classify(&e), e.to_string())),
-                    Err(_) => return Err((TransportKind::Timeout, format!("no response head within {first_byte:?}"))),
+                    Err(_) => {
+                        return Err((
+                            TransportKind::Timeout,
+                            format!("no response head within {first_byte:?}"),
+                        ))
+                    }
                 }
             }
         };
         tokio::select! {
             r = send => match r {
-                Ok(up) => Exchange::Head(up, peer),
+                Ok(up) => Exchange::Head(Box::new(up), peer),
                 Err((kind, detail)) => Exchange::Transport(kind, detail),
             },
             _ = client_gone(session) => Exchange::ClientGone,
@@ -562,11 +638,20 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 /// The request a provider gets: client headers minus hop-by-hop, host and credentials, plus
 /// the route's modifiers and the provider's auth.
-fn upstream_request(client: &RequestHeader, route: &Route, provider: &crate::config::ProviderConfig, upstream: &Upstream, body_len: usize) -> RequestHeader {
+fn upstream_request(
+    client: &RequestHeader,
+    route: &Route,
+    provider: &crate::config::ProviderConfig,
+    upstream: &Upstream,
+    body_len: usize,
+) -> RequestHeader {
     let path = match (&provider.path, &route.rewrite) {
         (Some(p), _) => p.clone(),
         (None, Some(rw)) => rw.clone(),
-        (None, None) => client.uri.path_and_query().map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()),
+        (None, None) => client
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()),
     };
     let mut headers = HeaderMap::with_capacity(client.headers.len() + 4);
     for (name, value) in client.headers.iter() {
@@ -643,15 +728,28 @@ fn backoff(retry: &crate::config::RetryPolicy, n: u32) -> Duration {
 
 /// A pooled connection that the provider closed while idle.
 fn is_stale_connection(e: &Error) -> bool {
-    matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H1Error)
+    matches!(
+        e.etype(),
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H1Error
+    )
 }
 
 /// Maps a Pingora error to the transport failure kinds of `retry.onTransport`.
 fn classify(e: &Error) -> TransportKind {
     match e.etype() {
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::TLSHandshakeTimedout => TransportKind::Timeout,
-        ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError | ErrorType::BindError | ErrorType::SocketError => TransportKind::Connect,
-        ErrorType::TLSWantX509Lookup | ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => TransportKind::Tls,
+        ErrorType::ConnectTimedout
+        | ErrorType::ReadTimedout
+        | ErrorType::WriteTimedout
+        | ErrorType::TLSHandshakeTimedout => TransportKind::Timeout,
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::BindError
+        | ErrorType::SocketError => TransportKind::Connect,
+        ErrorType::TLSWantX509Lookup
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => TransportKind::Tls,
         _ => TransportKind::Reset,
     }
 }

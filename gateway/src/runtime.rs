@@ -71,16 +71,22 @@ impl Runtime {
             })
             .collect();
         registry.retain(&config);
-        Runtime { routes: RouteTable::new(&config.routes), backends, config }
+        Runtime {
+            routes: RouteTable::new(&config.routes),
+            backends,
+            config,
+        }
     }
 }
 
 fn upstream(p: &ProviderConfig) -> Upstream {
     let auth_header = match &p.auth {
-        Auth::ApiKey(key) => HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok().map(|mut v| {
-            v.set_sensitive(true);
-            (http::header::AUTHORIZATION, v)
-        }),
+        Auth::ApiKey(key) => HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+            .ok()
+            .map(|mut v| {
+                v.set_sensitive(true);
+                (http::header::AUTHORIZATION, v)
+            }),
         Auth::None | Auth::Passthrough => None,
     };
     let host = if (p.tls && p.port == 443) || (!p.tls && p.port == 80) {

@@ -21,28 +21,39 @@ pub struct ProcessOptions {
 
 /// Builds a ready-to-run server for `config`.
 pub fn build(config: Config, opts: &ProcessOptions) -> (Server, Arc<Gateway>) {
-    let mut conf = ServerConf::default();
-    conf.threads = config.threads;
-    conf.work_stealing = config.work_stealing;
-    conf.grace_period_seconds = Some(config.grace_period.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(config.drain_timeout.as_secs());
+    let mut conf = ServerConf {
+        threads: config.threads,
+        work_stealing: config.work_stealing,
+        grace_period_seconds: Some(config.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.drain_timeout.as_secs()),
+        ..ServerConf::default()
+    };
     if let Some(sock) = &opts.upgrade_sock {
         conf.upgrade_sock = sock.clone();
     }
-    let opt = Opt { upgrade: opts.upgrade, ..Opt::default() };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     let listen = config.listen.clone();
     let admin = config.admin_listen;
     let gateway = Arc::new(Gateway::new(config));
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, Proxy(gateway.clone()), "switchyard");
+    let mut proxy =
+        pingora_proxy::http_proxy_service_with_name(&server.configuration, Proxy(gateway.clone()), "switchyard");
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }
     server.add_service(proxy);
     if let Some(addr) = admin {
-        let mut svc = Service::new("switchyard admin".to_string(), HttpServer::new_app(AdminApp { gateway: gateway.clone() }));
+        let mut svc = Service::new(
+            "switchyard admin".to_string(),
+            HttpServer::new_app(AdminApp {
+                gateway: gateway.clone(),
+            }),
+        );
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }

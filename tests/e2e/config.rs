@@ -20,7 +20,10 @@ fn every_conf_file_validates() {
             checked += 1;
         }
     }
-    assert!(checked >= 6, "expected demo.yaml and the reference configs, found {checked}");
+    assert!(
+        checked >= 6,
+        "expected demo.yaml and the reference configs, found {checked}"
+    );
 }
 
 #[test]

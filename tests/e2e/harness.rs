@@ -31,8 +31,16 @@ pub fn provider(name: &str, mock: &MockLlm, model: &str) -> String {
 
 /// Like [`provider`], on any port, with extra fields (`"auth: {passthrough: {}}"`).
 pub fn provider_x(name: &str, port: u16, model: &str, extra: &str) -> String {
-    let kind = if model.is_empty() { "openai: {}".to_string() } else { format!("openai: {{model: \"{model}\"}}") };
-    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    let kind = if model.is_empty() {
+        "openai: {}".to_string()
+    } else {
+        format!("openai: {{model: \"{model}\"}}")
+    };
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {extra}")
+    };
     format!("{{name: {name}, {kind}, host: 127.0.0.1, port: {port}, tls: false{extra}}}")
 }
 
@@ -62,7 +70,13 @@ impl Gateway {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn switchyard");
-        let gw = Gateway { child, port, admin_port, dir, config_path };
+        let gw = Gateway {
+            child,
+            port,
+            admin_port,
+            dir,
+            config_path,
+        };
         gw.wait_ready().await;
         gw
     }
@@ -71,12 +85,19 @@ impl Gateway {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = client();
         loop {
-            let admin = client.get(format!("http://127.0.0.1:{}/healthz", self.admin_port)).send().await;
+            let admin = client
+                .get(format!("http://127.0.0.1:{}/healthz", self.admin_port))
+                .send()
+                .await;
             let proxy = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await;
             if admin.is_ok_and(|r| r.status() == 200) && proxy.is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "gateway did not start; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not start; stderr:\n{}",
+                self.stderr()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -106,7 +127,11 @@ impl Drop for Gateway {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
 }
 
 /// A minimal chat request body.
@@ -178,11 +203,18 @@ pub fn validate(path: &Path, env: &[(&str, &str)]) -> (i32, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run validate");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("root")
+        .to_path_buf()
 }

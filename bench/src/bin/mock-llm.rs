@@ -86,12 +86,7 @@ async fn main() -> ExitCode {
         }
     };
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(
-        stdout,
-        "mock-llm {} listening on {}",
-        mock.name(),
-        mock.addr()
-    );
+    let _ = writeln!(stdout, "mock-llm {} listening on {}", mock.name(), mock.addr());
     let _ = stdout.flush();
     drop(stdout);
     std::future::pending::<()>().await;

@@ -76,18 +76,12 @@ async fn records_the_request() {
 #[tokio::test]
 async fn records_a_1_mib_body_intact() {
     let mock = start("big", Behavior::default()).await;
-    let content: String = (0..1024 * 1024)
-        .map(|i| (b'a' + (i % 26) as u8) as char)
-        .collect();
-    let body =
-        json!({"model": "big", "messages": [{"role": "user", "content": content}]}).to_string();
+    let content: String = (0..1024 * 1024).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let body = json!({"model": "big", "messages": [{"role": "user", "content": content}]}).to_string();
     assert!(body.len() > 1024 * 1024);
     let answer = call(mock.addr(), "POST", "/v1/chat/completions", body.clone()).await;
     assert_eq!(answer.status, 200);
-    assert_eq!(
-        answer.json()["usage"]["prompt_tokens"],
-        (body.len() / 4) as u64
-    );
+    assert_eq!(answer.json()["usage"]["prompt_tokens"], (body.len() / 4) as u64);
     let recorded = mock.last_request().unwrap();
     assert_eq!(recorded.body.len(), body.len());
     assert_eq!(recorded.body, body.as_bytes());
@@ -114,10 +108,7 @@ async fn injects_429_with_retry_after_and_extra_headers() {
         ..Behavior::failing(429)
     };
     let mock = start("gamma", behavior).await;
-    let answer = Client::connect(mock.addr())
-        .await
-        .chat(&chat_request("m", false))
-        .await;
+    let answer = Client::connect(mock.addr()).await.chat(&chat_request("m", false)).await;
     assert_eq!(answer.status, 429);
     assert_eq!(answer.header("retry-after"), Some("7"));
     assert_eq!(answer.header("x-ratelimit-remaining"), Some("0"));
@@ -221,10 +212,7 @@ async fn health_endpoints_follow_health_status_only() {
     }
     assert_eq!(mock.requests(), 2);
     assert_eq!(mock.health_requests(), 2);
-    assert!(
-        mock.last_request().is_none(),
-        "health checks are not recorded"
-    );
+    assert!(mock.last_request().is_none(), "health checks are not recorded");
 
     mock.set_behavior(Behavior {
         health_status: 503,

@@ -52,10 +52,7 @@ impl Client {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Response<Incoming> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "mock");
+        let mut request = Request::builder().method(method).uri(path).header("host", "mock");
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -65,12 +62,7 @@ impl Client {
     }
 
     /// Sends a request and reads the whole response.
-    pub(crate) async fn call(
-        &mut self,
-        method: &str,
-        path: &str,
-        body: impl Into<Bytes>,
-    ) -> Answer {
+    pub(crate) async fn call(&mut self, method: &str, path: &str, body: impl Into<Bytes>) -> Answer {
         let response = self.send(method, path, &[], body).await;
         let (head, body) = response.into_parts();
         Answer {
@@ -81,18 +73,12 @@ impl Client {
     }
 
     pub(crate) async fn chat(&mut self, body: &Value) -> Answer {
-        self.call("POST", "/v1/chat/completions", body.to_string())
-            .await
+        self.call("POST", "/v1/chat/completions", body.to_string()).await
     }
 }
 
 /// One request on a fresh connection.
-pub(crate) async fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: impl Into<Bytes>,
-) -> Answer {
+pub(crate) async fn call(addr: SocketAddr, method: &str, path: &str, body: impl Into<Bytes>) -> Answer {
     Client::connect(addr).await.call(method, path, body).await
 }
 
@@ -139,9 +125,7 @@ pub(crate) fn streamed_content(events: &[String]) -> String {
         .filter(|e| e.as_str() != "[DONE]")
         .filter_map(|e| {
             let value: Value = serde_json::from_str(e).unwrap();
-            value["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
+            value["choices"][0]["delta"]["content"].as_str().map(str::to_owned)
         })
         .collect()
 }

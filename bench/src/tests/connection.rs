@@ -22,11 +22,7 @@ async fn reset_closes_with_rst_and_no_response() {
     let mut stream = raw_send(mock.addr(), &raw_post("/v1/chat/completions", &body)).await;
     let mut received = Vec::new();
     let outcome = stream.read_to_end(&mut received).await;
-    assert!(
-        received.is_empty(),
-        "{:?}",
-        String::from_utf8_lossy(&received)
-    );
+    assert!(received.is_empty(), "{:?}", String::from_utf8_lossy(&received));
     assert_eq!(outcome.unwrap_err().kind(), ErrorKind::ConnectionReset);
     assert_eq!(mock.requests(), 1);
     let recorded = mock.last_request().unwrap();
@@ -170,8 +166,5 @@ async fn stream_close_early_ends_without_the_last_chunk() {
     let text = String::from_utf8(received).unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("transfer-encoding: chunked"), "{text}");
-    assert!(
-        text.ends_with("\r\n\r\n") && !text.contains("0\r\n\r\n"),
-        "{text}"
-    );
+    assert!(text.ends_with("\r\n\r\n") && !text.contains("0\r\n\r\n"), "{text}");
 }

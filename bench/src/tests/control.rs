@@ -11,11 +11,7 @@ async fn behavior_endpoint_sets_and_shows_the_behavior() {
     let mock = start("ctl", Behavior::default()).await;
     let mut client = Client::connect(mock.addr()).await;
     let answer = client
-        .call(
-            "POST",
-            "/__mock/behavior",
-            r#"{"status":503,"retry_after":"3"}"#,
-        )
+        .call("POST", "/__mock/behavior", r#"{"status":503,"retry_after":"3"}"#)
         .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.json(), json!({"ok": true}));
@@ -25,10 +21,7 @@ async fn behavior_endpoint_sets_and_shows_the_behavior() {
     };
     assert_eq!(mock.behavior(), expected);
     let shown = client.call("GET", "/__mock/behavior", "").await;
-    assert_eq!(
-        serde_json::from_value::<Behavior>(shown.json()).unwrap(),
-        expected
-    );
+    assert_eq!(serde_json::from_value::<Behavior>(shown.json()).unwrap(), expected);
 
     let answer = client.chat(&chat_request("m", false)).await;
     assert_eq!(answer.status, 503);
@@ -45,10 +38,7 @@ async fn behavior_endpoint_rejects_bad_json() {
         let answer = client.call("POST", "/__mock/behavior", bad).await;
         assert_eq!(answer.status, 400, "{bad}");
         assert_eq!(answer.json()["ok"], false);
-        assert!(answer.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("invalid behavior"));
+        assert!(answer.json()["error"].as_str().unwrap().contains("invalid behavior"));
     }
     assert_eq!(mock.behavior(), Behavior::default());
     assert_eq!(client.call("GET", "/__mock/nope", "").await.status, 404);

@@ -14,14 +14,9 @@ fn parse(event: &str) -> Value {
 
 /// Sends a streamed chat request; returns the status, the content type and
 /// the frames (`Err` if the body broke off).
-async fn stream(
-    mock: &MockLlm,
-    body: &Value,
-) -> (u16, String, Result<Vec<bytes::Bytes>, Vec<bytes::Bytes>>) {
+async fn stream(mock: &MockLlm, body: &Value) -> (u16, String, Result<Vec<bytes::Bytes>, Vec<bytes::Bytes>>) {
     let mut client = Client::connect(mock.addr()).await;
-    let response = client
-        .send("POST", "/v1/chat/completions", &[], body.to_string())
-        .await;
+    let response = client.send("POST", "/v1/chat/completions", &[], body.to_string()).await;
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -125,10 +120,7 @@ async fn stream_error_first_sends_an_error_event() {
     let error = parse(&events[0]);
     assert_eq!(error["error"]["type"], "server_error");
     assert_eq!(error["error"]["code"], 500);
-    assert!(error["error"]["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("mock ef:"));
+    assert!(error["error"]["message"].as_str().unwrap().starts_with("mock ef:"));
 }
 
 #[tokio::test]
@@ -170,9 +162,6 @@ async fn non_streamed_requests_ignore_stream_failures() {
         ..Behavior::default()
     };
     let mock = start("ns", behavior).await;
-    let answer = Client::connect(mock.addr())
-        .await
-        .chat(&chat_request("m", false))
-        .await;
+    let answer = Client::connect(mock.addr()).await.chat(&chat_request("m", false)).await;
     assert_eq!(answer.status, 200);
 }

@@ -290,14 +290,23 @@ impl Errors {
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
-                let inner = e.path().to_string();
+                let mut inner = e.path().to_string();
+                let msg = tidy(&e.inner().to_string());
+                // For an unknown field, name the map that holds it, not the field itself.
+                if let Some(field) = msg.strip_prefix("unknown field \"").and_then(|r| r.split('"').next()) {
+                    if let Some(parent) = inner.strip_suffix(field).and_then(|p| p.strip_suffix('.')) {
+                        inner = parent.to_string();
+                    } else if inner == field {
+                        inner = ".".to_string();
+                    }
+                }
                 let full = match (path.is_empty(), inner.as_str()) {
                     (_, ".") => path.to_string(),
                     (true, _) => inner,
                     (false, i) if i.starts_with('[') => format!("{path}{i}"),
                     (false, i) => format!("{path}.{i}"),
                 };
-                self.push(&full, tidy(&e.inner().to_string()));
+                self.push(&full, msg);
                 None
             }
         }
@@ -419,15 +428,30 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
             }
         }
         let request_headers = header_modifier(&r.request_headers, &format!("{path}.requestHeaders"), cx);
-        let response_headers =
-            header_modifier(&r.response_headers, &format!("{path}.responseHeaders"), cx);
+        let response_headers = header_modifier(&r.response_headers, &format!("{path}.responseHeaders"), cx);
         let t = &r.timeouts;
         let timeouts = Timeouts {
-            request: cx.duration(t.request.as_deref(), Duration::from_secs(300), &format!("{path}.timeouts.request")),
-            first_byte: cx.duration(t.first_byte.as_deref(), Duration::from_secs(60), &format!("{path}.timeouts.firstByte")),
-            connect: cx.duration(t.connect.as_deref(), Duration::from_secs(5), &format!("{path}.timeouts.connect")),
+            request: cx.duration(
+                t.request.as_deref(),
+                Duration::from_secs(300),
+                &format!("{path}.timeouts.request"),
+            ),
+            first_byte: cx.duration(
+                t.first_byte.as_deref(),
+                Duration::from_secs(60),
+                &format!("{path}.timeouts.firstByte"),
+            ),
+            connect: cx.duration(
+                t.connect.as_deref(),
+                Duration::from_secs(5),
+                &format!("{path}.timeouts.connect"),
+            ),
         };
-        for (field, d) in [("request", timeouts.request), ("firstByte", timeouts.first_byte), ("connect", timeouts.connect)] {
+        for (field, d) in [
+            ("request", timeouts.request),
+            ("firstByte", timeouts.first_byte),
+            ("connect", timeouts.connect),
+        ] {
             if d.is_zero() {
                 cx.push(&format!("{path}.timeouts.{field}"), "must be greater than 0");
             }
@@ -435,7 +459,11 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         let Some(&backend) = backend_index.get(&r.backend) else {
             cx.push(
                 &format!("{path}.backend"),
-                format!("unknown backend {:?}; defined: {:?}", r.backend, backend_index.keys().collect::<BTreeSet<_>>()),
+                format!(
+                    "unknown backend {:?}; defined: {:?}",
+                    r.backend,
+                    backend_index.keys().collect::<BTreeSet<_>>()
+                ),
             );
             continue;
         };
@@ -509,7 +537,13 @@ fn build_backend(
         let mut providers = Vec::new();
         for (pi, value) in group.providers.into_iter().enumerate() {
             if providers.len() + groups.iter().map(Vec::len).sum::<usize>() >= crate::balancer::MAX_PROVIDERS {
-                cx.push(&gpath, format!("a backend may have at most {} providers", crate::balancer::MAX_PROVIDERS));
+                cx.push(
+                    &gpath,
+                    format!(
+                        "a backend may have at most {} providers",
+                        crate::balancer::MAX_PROVIDERS
+                    ),
+                );
                 break;
             }
             let ppath = format!("{gpath}.providers[{pi}]");
@@ -528,7 +562,12 @@ fn build_backend(
     }
     let health = build_health(&raw.health, &format!("{path}.health"), cx);
     let retry = build_retry(&raw.retry, &format!("{path}.retry"), cx);
-    Some(Backend { name: name.to_string(), groups, health, retry })
+    Some(Backend {
+        name: name.to_string(),
+        groups,
+        health,
+        retry,
+    })
 }
 
 fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderConfig> {
@@ -555,12 +594,19 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
         cx.push(&format!("{path}.port"), "must be between 1 and 65535");
     }
     let auth = match raw.auth {
-        None | Some(RawAuth::None(_)) => Auth::None,
-        Some(RawAuth::Passthrough(_)) => Auth::Passthrough,
-        Some(RawAuth::ApiKey(secret)) => match read_secret(&secret) {
-            Ok(s) => Auth::ApiKey(s),
-            Err(e) => {
-                cx.push(&format!("{path}.auth.apiKey"), e);
+        None => Auth::None,
+        Some(a) => match (a.passthrough, a.api_key, a.none) {
+            (Some(_), None, None) => Auth::Passthrough,
+            (None, None, Some(_)) => Auth::None,
+            (None, Some(secret), None) => match read_secret(&secret) {
+                Ok(s) => Auth::ApiKey(s),
+                Err(e) => {
+                    cx.push(&format!("{path}.auth.apiKey"), e);
+                    Auth::None
+                }
+            },
+            _ => {
+                cx.push(&format!("{path}.auth"), "give exactly one of passthrough, apiKey, none");
                 Auth::None
             }
         },
@@ -580,13 +626,13 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
 /// Reads an API key from the environment or a file. Key files must not be readable by
 /// group or others.
 fn read_secret(secret: &RawSecret) -> Result<Secret, String> {
-    match secret {
-        RawSecret::Env(var) => match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_string())),
-            Ok(_) => Err(format!("environment variable {var} is empty")),
-            Err(_) => Err(format!("environment variable {var} is not set")),
+    let key = match (&secret.env, &secret.file) {
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => v.trim().to_string(),
+            Ok(_) => return Err(format!("environment variable {var} is empty")),
+            Err(_) => return Err(format!("environment variable {var} is not set")),
         },
-        RawSecret::File(file) => {
+        (None, Some(file)) => {
             use std::os::unix::fs::PermissionsExt;
             let meta = std::fs::metadata(file).map_err(|e| format!("key file {file}: {e}"))?;
             let mode = meta.permissions().mode();
@@ -601,26 +647,42 @@ fn read_secret(secret: &RawSecret) -> Result<Secret, String> {
             if key.is_empty() {
                 return Err(format!("key file {file} is empty"));
             }
-            Ok(Secret(key.to_string()))
+            key.to_string()
         }
+        _ => return Err("give exactly one of env, file".to_string()),
+    };
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the key contains characters that cannot go in an HTTP header".to_string());
     }
+    Ok(Secret(key))
 }
 
 fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
-    let condition = raw.unhealthy_condition.as_deref().and_then(|src| match Condition::compile(src) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            cx.push(&format!("{path}.unhealthyCondition"), e);
-            None
-        }
-    });
+    let condition = raw
+        .unhealthy_condition
+        .as_deref()
+        .and_then(|src| match Condition::compile(src) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                cx.push(&format!("{path}.unhealthyCondition"), e);
+                None
+            }
+        });
     let e = &raw.eviction;
     let epath = format!("{path}.eviction");
     let eviction = Eviction {
-        duration: cx.duration(e.duration.as_deref(), Duration::from_secs(5), &format!("{epath}.duration")),
+        duration: cx.duration(
+            e.duration.as_deref(),
+            Duration::from_secs(5),
+            &format!("{epath}.duration"),
+        ),
         consecutive_failures: e.consecutive_failures.unwrap_or(1),
         growth: e.growth.unwrap_or(2.0),
-        max_duration: cx.duration(e.max_duration.as_deref(), Duration::from_secs(300), &format!("{epath}.maxDuration")),
+        max_duration: cx.duration(
+            e.max_duration.as_deref(),
+            Duration::from_secs(300),
+            &format!("{epath}.maxDuration"),
+        ),
         max_ejection_percent: e.max_ejection_percent.unwrap_or(100),
     };
     if eviction.consecutive_failures == 0 {
@@ -654,7 +716,12 @@ fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
             WhenAllEjected::TryEarliest
         }
     };
-    HealthPolicy { condition, eviction, recovery, when_all_ejected }
+    HealthPolicy {
+        condition,
+        eviction,
+        recovery,
+        when_all_ejected,
+    }
 }
 
 fn build_retry(raw: &RawRetry, path: &str, cx: &mut Errors) -> RetryPolicy {
@@ -692,5 +759,10 @@ fn build_retry(raw: &RawRetry, path: &str, cx: &mut Errors) -> RetryPolicy {
         max: cx.duration(b.max.as_deref(), Duration::from_secs(2), &format!("{path}.backoff.max")),
         jitter: b.jitter.unwrap_or(true),
     };
-    RetryPolicy { attempts: attempts.max(1), on_status, on_transport, backoff }
+    RetryPolicy {
+        attempts: attempts.max(1),
+        on_status,
+        on_transport,
+        backoff,
+    }
 }

@@ -135,26 +135,28 @@ pub struct RawOpenAi {
     pub model: Option<String>,
 }
 
+/// Exactly one of the fields must be given.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub enum RawAuth {
+pub struct RawAuth {
     /// Forward the client's `Authorization` header unchanged.
-    Passthrough(EmptyMap),
+    pub passthrough: Option<EmptyMap>,
     /// Use this key in the provider's auth header; the client's is dropped.
-    ApiKey(RawSecret),
+    pub api_key: Option<RawSecret>,
     /// Send no credentials at all.
-    None(EmptyMap),
+    pub none: Option<EmptyMap>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmptyMap {}
 
+/// Exactly one of the fields must be given.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub enum RawSecret {
-    Env(String),
-    File(String),
+pub struct RawSecret {
+    pub env: Option<String>,
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

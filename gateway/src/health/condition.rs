@@ -28,8 +28,7 @@ impl Condition {
     /// Compiles the expression and checks it against a sample response, so that a typo in a
     /// variable name is a configuration error, not a silent `false` at run time.
     pub fn compile(source: &str) -> Result<Condition, String> {
-        let program = Program::compile(source)
-            .map_err(|e| format!("invalid CEL expression {source:?}: {e}"))?;
+        let program = Program::compile(source).map_err(|e| format!("invalid CEL expression {source:?}: {e}"))?;
         let condition = Condition {
             source: source.into(),
             program: Arc::new(program),
@@ -39,7 +38,9 @@ impl Condition {
         sample.insert("content-type", http::HeaderValue::from_static("application/json"));
         match condition.try_eval(200, &sample) {
             Ok(_) => Ok(condition),
-            Err(e) => Err(format!("CEL expression {source:?} does not evaluate on a sample response: {e}")),
+            Err(e) => Err(format!(
+                "CEL expression {source:?} does not evaluate on a sample response: {e}"
+            )),
         }
     }
 

@@ -16,7 +16,8 @@ pub struct MalformedHint {
 pub fn from_headers(headers: &HeaderMap, now: SystemTime) -> (Option<Duration>, Option<MalformedHint>) {
     let mut best: Option<Duration> = None;
     let mut malformed = None;
-    let parsers: [(&'static str, fn(&str, SystemTime) -> Option<Duration>); 4] = [
+    type Parse = fn(&str, SystemTime) -> Option<Duration>;
+    let parsers: [(&'static str, Parse); 4] = [
         ("retry-after", retry_after),
         ("retry-after-ms", |v, _| retry_after_ms(v)),
         ("x-ratelimit-reset-requests", |v, _| go_duration(v)),
@@ -45,7 +46,7 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs));
+        return (0.0..1e9).contains(&secs).then(|| Duration::from_secs_f64(secs));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -54,7 +55,7 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// `retry-after-ms`: milliseconds, possibly fractional.
 pub fn retry_after_ms(value: &str) -> Option<Duration> {
     let ms = value.parse::<f64>().ok()?;
-    (ms.is_finite() && ms >= 0.0 && ms < 1e12).then(|| Duration::from_secs_f64(ms / 1000.0))
+    (0.0..1e12).contains(&ms).then(|| Duration::from_secs_f64(ms / 1000.0))
 }
 
 /// Go-style durations as OpenAI sends them: `6m0s`, `1.5s`, `20ms`, `1h2m3.5s`.
@@ -106,7 +107,11 @@ mod tests {
         let future = httpdate::fmt_http_date(now() + Duration::from_secs(120));
         assert_eq!(retry_after(&future, now()), Some(Duration::from_secs(120)));
         let past = httpdate::fmt_http_date(now() - Duration::from_secs(120));
-        assert_eq!(retry_after(&past, now()), Some(Duration::ZERO), "a date in the past means now");
+        assert_eq!(
+            retry_after(&past, now()),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
         assert_eq!(retry_after("soon", now()), None);
         assert_eq!(retry_after("-5", now()), None);
     }

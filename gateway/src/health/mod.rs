@@ -98,7 +98,10 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
     Nothing,
-    Ejected { duration: Duration, reason: &'static str },
+    Ejected {
+        duration: Duration,
+        reason: &'static str,
+    },
     /// Ejection was due, but the group's `maxEjectionPercent` floor kept the provider in.
     KeptByFloor,
     /// A trial succeeded often enough: back in rotation.
@@ -333,8 +336,12 @@ impl ProviderHealth {
                 s.consecutive_failures = 0;
                 s.trial_successes = 0;
                 s.ramp_start = None;
-                self.ejected_until.store(now + (duration.as_millis() as u64).max(1), Ordering::Release);
-                Transition::Ejected { duration, reason: kind.reason() }
+                self.ejected_until
+                    .store(now + (duration.as_millis() as u64).max(1), Ordering::Release);
+                Transition::Ejected {
+                    duration,
+                    reason: kind.reason(),
+                }
             }
         }
     }
@@ -365,7 +372,11 @@ impl ProviderHealth {
             streak: s.streak,
             times_ejected: s.times_ejected,
             last_error: s.last_error.clone(),
-            weight: if phase == Phase::Healthy { ramp_weight(s.ramp_start, now, recovery) } else { 0.0 },
+            weight: if phase == Phase::Healthy {
+                ramp_weight(s.ramp_start, now, recovery)
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -401,7 +412,10 @@ mod tests {
     }
 
     fn recovery(trial: u32, ramp: u64) -> Recovery {
-        Recovery { trial_requests: trial, ramp_up: Duration::from_secs(ramp) }
+        Recovery {
+            trial_requests: trial,
+            ramp_up: Duration::from_secs(ramp),
+        }
     }
 
     fn fail(hint: Option<u64>) -> Outcome {
@@ -419,11 +433,23 @@ mod tests {
     fn ejects_at_exactly_consecutive_failures() {
         let h = ProviderHealth::default();
         let (e, r) = (eviction(10, 3), recovery(1, 0));
-        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
-        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
+        assert_eq!(
+            h.record(&fail(None), Permit::Normal, T0, &e, &r, || true),
+            Transition::Nothing
+        );
+        assert_eq!(
+            h.record(&fail(None), Permit::Normal, T0, &e, &r, || true),
+            Transition::Nothing
+        );
         assert!(h.ejected_until(T0).is_none());
         let t = h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
+        assert_eq!(
+            t,
+            Transition::Ejected {
+                duration: Duration::from_secs(10),
+                reason: "status"
+            }
+        );
         assert_eq!(h.ejected_until(T0), Some(T0 + 10 * SEC));
         assert!(!h.is_available(T0 + 10 * SEC - 1, &r));
         assert!(h.is_available(T0 + 10 * SEC, &r));
@@ -435,7 +461,10 @@ mod tests {
         let (e, r) = (eviction(10, 2), recovery(1, 0));
         h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
         h.record(&Outcome::Success, Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
+        assert_eq!(
+            h.record(&fail(None), Permit::Normal, T0, &e, &r, || true),
+            Transition::Nothing
+        );
         assert_eq!(h.snapshot(T0, &r).consecutive_failures, 1);
     }
 
@@ -444,13 +473,32 @@ mod tests {
         let h = ProviderHealth::default();
         let (e, r) = (eviction(10, 1), recovery(1, 0));
         let t = h.record(&fail(Some(60)), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(60), reason: "status" });
+        assert_eq!(
+            t,
+            Transition::Ejected {
+                duration: Duration::from_secs(60),
+                reason: "status"
+            }
+        );
         let h = ProviderHealth::default();
         let t = h.record(&fail(Some(100_000)), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(300), reason: "status" });
+        assert_eq!(
+            t,
+            Transition::Ejected {
+                duration: Duration::from_secs(300),
+                reason: "status"
+            }
+        );
         let h = ProviderHealth::default();
         let t = h.record(&fail(Some(1)), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" }, "shorter hint loses");
+        assert_eq!(
+            t,
+            Transition::Ejected {
+                duration: Duration::from_secs(10),
+                reason: "status"
+            },
+            "shorter hint loses"
+        );
     }
 
     #[test]
@@ -473,10 +521,17 @@ mod tests {
         assert_eq!(h.acquire(T0, &r, false), None, "ejected");
         assert_eq!(h.acquire(T0, &r, true), Some(Permit::Normal), "forced when all ejected");
         assert_eq!(h.acquire(later, &r, false), Some(Permit::Trial));
-        assert_eq!(h.acquire(later, &r, false), None, "second concurrent request goes elsewhere");
+        assert_eq!(
+            h.acquire(later, &r, false),
+            None,
+            "second concurrent request goes elsewhere"
+        );
         assert!(!h.is_available(later, &r));
         assert_eq!(h.snapshot(later, &r).phase, Phase::Trial);
-        assert_eq!(h.record(&Outcome::Success, Permit::Trial, later, &e, &r, || true), Transition::Restored);
+        assert_eq!(
+            h.record(&Outcome::Success, Permit::Trial, later, &e, &r, || true),
+            Transition::Restored
+        );
         assert_eq!(h.acquire(later, &r, false), Some(Permit::Normal));
         assert_eq!(h.snapshot(later, &r).phase, Phase::Healthy);
     }
@@ -521,7 +576,13 @@ mod tests {
         let p = h.acquire(later, &r, false).unwrap();
         h.record(&Outcome::Success, p, later, &e, &r, || true);
         let t = h.record(&fail(None), Permit::Normal, later, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
+        assert_eq!(
+            t,
+            Transition::Ejected {
+                duration: Duration::from_secs(10),
+                reason: "status"
+            }
+        );
     }
 
     #[test]
@@ -533,15 +594,24 @@ mod tests {
         let a = h.acquire(later, &r, false).unwrap();
         let b = h.acquire(later, &r, false).unwrap();
         assert_eq!(h.acquire(later, &r, false), None);
-        assert_eq!(h.record(&Outcome::Success, a, later, &e, &r, || true), Transition::Nothing);
-        assert_eq!(h.record(&Outcome::Success, b, later, &e, &r, || true), Transition::Restored);
+        assert_eq!(
+            h.record(&Outcome::Success, a, later, &e, &r, || true),
+            Transition::Nothing
+        );
+        assert_eq!(
+            h.record(&Outcome::Success, b, later, &e, &r, || true),
+            Transition::Restored
+        );
     }
 
     #[test]
     fn floor_keeps_provider_in() {
         let h = ProviderHealth::default();
         let (e, r) = (eviction(10, 1), recovery(1, 0));
-        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || false), Transition::KeptByFloor);
+        assert_eq!(
+            h.record(&fail(None), Permit::Normal, T0, &e, &r, || false),
+            Transition::KeptByFloor
+        );
         assert!(h.is_available(T0, &r));
     }
 
