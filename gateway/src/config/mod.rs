@@ -106,15 +106,29 @@ impl Backend {
     }
 }
 
+/// The API a provider speaks, with what that API needs beyond host and credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderKind {
+    /// OpenAI Chat Completions, and any OpenAI-compatible server.
     OpenAi,
+    /// Anthropic Messages; `version` goes in `anthropic-version`.
+    Anthropic { version: String },
+    /// AWS Bedrock Converse / ConverseStream, SigV4-signed.
+    Bedrock { region: String },
+    /// Google Gemini `generateContent` / `streamGenerateContent`.
+    Gemini,
+    /// Azure OpenAI: deployment in the path, `api-version` in the query, `api-key` header.
+    Azure { deployment: String, api_version: String },
 }
 
 impl ProviderKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic { .. } => "anthropic",
+            ProviderKind::Bedrock { .. } => "bedrock",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Azure { .. } => "azure",
         }
     }
 }
@@ -575,13 +589,57 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
     if raw.name.is_empty() {
         cx.push(&format!("{path}.name"), "must not be empty");
     }
-    let Some(openai) = raw.openai else {
-        cx.push(path, "a provider kind is required (one of: openai)");
+    let mut kinds = Vec::new();
+    if let Some(o) = raw.openai {
+        kinds.push((ProviderKind::OpenAi, o.model, "api.openai.com".to_string()));
+    }
+    if let Some(a) = raw.anthropic {
+        let version = a.version.unwrap_or_else(|| "2023-06-01".to_string());
+        kinds.push((
+            ProviderKind::Anthropic { version },
+            a.model,
+            "api.anthropic.com".to_string(),
+        ));
+    }
+    if let Some(b) = raw.bedrock {
+        let host = format!("bedrock-runtime.{}.amazonaws.com", b.region);
+        kinds.push((ProviderKind::Bedrock { region: b.region }, Some(b.model), host));
+    }
+    if let Some(g) = raw.gemini {
+        kinds.push((
+            ProviderKind::Gemini,
+            g.model,
+            "generativelanguage.googleapis.com".to_string(),
+        ));
+    }
+    if let Some(az) = raw.azure {
+        let host = match (&az.resource, &raw.host) {
+            (Some(r), _) => format!("{r}.openai.azure.com"),
+            (None, Some(_)) => String::new(),
+            (None, None) => {
+                cx.push(&format!("{path}.azure.resource"), "required unless host is given");
+                String::new()
+            }
+        };
+        let kind = ProviderKind::Azure {
+            deployment: az.deployment.clone(),
+            api_version: az.api_version,
+        };
+        kinds.push((kind, Some(az.deployment), host));
+    }
+    if kinds.len() != 1 {
+        cx.push(
+            path,
+            "give exactly one provider kind: openai, anthropic, bedrock, gemini or azure",
+        );
+        return None;
+    }
+    let Some((kind, model, default_host)) = kinds.pop() else {
         return None;
     };
     // The public API speaks TLS on 443; an overridden host defaults to TLS only on 443.
     let tls = raw.tls.unwrap_or(raw.host.is_none() || raw.port == Some(443));
-    let host = raw.host.unwrap_or_else(|| "api.openai.com".to_string());
+    let host = raw.host.unwrap_or(default_host);
     let port = raw.port.unwrap_or(if tls { 443 } else { 80 });
     if raw.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
         cx.push(&format!("{path}.path"), "must start with \"/\"");
@@ -613,8 +671,8 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
     };
     Some(ProviderConfig {
         name: raw.name,
-        kind: ProviderKind::OpenAi,
-        model: openai.model.filter(|m| !m.is_empty()),
+        kind,
+        model: model.filter(|m| !m.is_empty()),
         host,
         port,
         path: path_,

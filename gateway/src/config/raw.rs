@@ -121,6 +121,14 @@ pub struct RawProvider {
     pub name: String,
     #[serde(default)]
     pub openai: Option<RawOpenAi>,
+    #[serde(default)]
+    pub anthropic: Option<RawAnthropic>,
+    #[serde(default)]
+    pub bedrock: Option<RawBedrock>,
+    #[serde(default)]
+    pub gemini: Option<RawGemini>,
+    #[serde(default)]
+    pub azure: Option<RawAzure>,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub path: Option<String>,
@@ -133,6 +141,36 @@ pub struct RawProvider {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawOpenAi {
     pub model: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAnthropic {
+    pub model: Option<String>,
+    /// `anthropic-version` header; default 2023-06-01.
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawBedrock {
+    pub model: String,
+    pub region: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawGemini {
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAzure {
+    pub deployment: String,
+    pub api_version: String,
+    /// `{resource}.openai.azure.com`; required unless `host` is given.
+    pub resource: Option<String>,
 }
 
 /// Exactly one of the fields must be given.
