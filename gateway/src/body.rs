@@ -15,8 +15,14 @@ pub struct ChatRequest {
     /// The client's `model`, if it sent a non-empty one.
     pub model: Option<String>,
     pub stream: bool,
+    /// `stream_options.include_usage` was asked for.
+    pub include_usage: bool,
     /// Byte range of the `model` value (quotes included) in the body.
     model_span: Option<Range<usize>>,
+    /// Byte range of the `stream_options` value.
+    stream_options_span: Option<Range<usize>>,
+    /// Whether the object has no members.
+    empty: bool,
     /// Byte offset just after the opening `{`.
     open_brace: usize,
 }
@@ -27,6 +33,14 @@ struct Peek<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     stream: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    stream_options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
 }
 
 /// A present field, `null` included (plain `Option` would turn `null` into `None`).
@@ -76,42 +90,70 @@ impl ChatRequest {
             Some("true") => true,
             Some(_) => return Err(BodyError::StreamType),
         };
+        let include_usage = peek
+            .stream_options
+            .and_then(|raw| serde_json::from_str::<StreamOptions>(raw.get()).ok())
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let stream_options_span = peek.stream_options.map(|raw| span_of(body, raw.get()));
+        let empty = body[open + 1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
         Ok(ChatRequest {
             model,
             stream,
+            include_usage,
             model_span,
+            stream_options_span,
+            empty,
             open_brace: open + 1,
         })
     }
 
-    /// The body with `model` set to `model` (added when absent).
-    pub fn with_model(&self, body: &Bytes, model: &str) -> Bytes {
-        let quoted = serde_json::to_string(model).unwrap_or_else(|_| String::from("\"\""));
-        match &self.model_span {
-            Some(span) => {
-                if body.get(span.clone()) == Some(quoted.as_bytes()) {
-                    return body.clone();
-                }
-                let mut out = BytesMut::with_capacity(body.len() - span.len() + quoted.len());
-                out.put_slice(&body[..span.start]);
-                out.put_slice(quoted.as_bytes());
-                out.put_slice(&body[span.end..]);
-                out.freeze()
-            }
-            None => {
-                let rest = &body[self.open_brace..];
-                let empty = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-                let mut out = BytesMut::with_capacity(body.len() + quoted.len() + 10);
-                out.put_slice(&body[..self.open_brace]);
-                out.put_slice(b"\"model\":");
-                out.put_slice(quoted.as_bytes());
-                if !empty {
-                    out.put_u8(b',');
-                }
-                out.put_slice(rest);
-                out.freeze()
+    /// The body with `model` set (when given) and, when `ask_usage`, `stream_options` set to
+    /// ask for usage. Unchanged bodies are returned without copying.
+    pub fn rewrite(&self, body: &Bytes, model: Option<&str>, ask_usage: bool) -> Bytes {
+        let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+        let mut inserts: Vec<Vec<u8>> = Vec::new();
+        if let Some(model) = model {
+            let quoted = serde_json::to_vec(model).unwrap_or_else(|_| b"\"\"".to_vec());
+            match &self.model_span {
+                Some(span) if body.get(span.clone()) == Some(&quoted[..]) => {}
+                Some(span) => edits.push((span.clone(), quoted)),
+                None => inserts.push([&b"\"model\":"[..], &quoted].concat()),
             }
         }
+        if ask_usage && !self.include_usage {
+            let value = b"{\"include_usage\":true}".to_vec();
+            match &self.stream_options_span {
+                Some(span) => edits.push((span.clone(), value)),
+                None => inserts.push([&b"\"stream_options\":"[..], &value].concat()),
+            }
+        }
+        if edits.is_empty() && inserts.is_empty() {
+            return body.clone();
+        }
+        if !inserts.is_empty() {
+            let mut text = inserts.join(&b","[..]);
+            if !self.empty {
+                text.push(b',');
+            }
+            edits.push((self.open_brace..self.open_brace, text));
+        }
+        edits.sort_by_key(|(r, _)| r.start);
+        let extra: usize = edits.iter().map(|(_, t)| t.len()).sum();
+        let mut out = BytesMut::with_capacity(body.len() + extra);
+        let mut at = 0;
+        for (range, text) in edits {
+            out.put_slice(&body[at..range.start]);
+            out.put_slice(&text);
+            at = range.end;
+        }
+        out.put_slice(&body[at..]);
+        out.freeze()
+    }
+
+    /// The body with `model` set to `model` (added when absent).
+    pub fn with_model(&self, body: &Bytes, model: &str) -> Bytes {
+        self.rewrite(body, Some(model), false)
     }
 }
 
@@ -177,6 +219,29 @@ mod tests {
         let b = Bytes::from_static(br#"{"model":"a"}"#);
         let r = ChatRequest::parse(&b).unwrap();
         assert_eq!(r.with_model(&b, "a").as_ptr(), b.as_ptr());
+    }
+
+    #[test]
+    fn asks_for_usage_once() {
+        let b = Bytes::from_static(br#"{"model":"a","stream":true,"messages":[]}"#);
+        let r = ChatRequest::parse(&b).unwrap();
+        assert!(!r.include_usage);
+        let v: Value = serde_json::from_slice(&r.rewrite(&b, Some("m"), true)).unwrap();
+        assert_eq!(
+            v,
+            json!({"model":"m","stream":true,"messages":[],"stream_options":{"include_usage":true}})
+        );
+        let b = Bytes::from_static(br#"{"stream":true,"stream_options":{"include_usage":false}}"#);
+        let r = ChatRequest::parse(&b).unwrap();
+        let v: Value = serde_json::from_slice(&r.rewrite(&b, Some("m"), true)).unwrap();
+        assert_eq!(
+            v,
+            json!({"model":"m","stream":true,"stream_options":{"include_usage":true}})
+        );
+        let b = Bytes::from_static(br#"{"stream_options":{"include_usage":true}}"#);
+        let r = ChatRequest::parse(&b).unwrap();
+        assert!(r.include_usage);
+        assert_eq!(r.rewrite(&b, None, true).as_ptr(), b.as_ptr(), "nothing to change");
     }
 
     #[test]

@@ -16,4 +16,6 @@ pub mod proxy;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod sse;
+pub mod telemetry;
 pub mod upstream;

@@ -49,7 +49,13 @@ fn main() -> ExitCode {
         upgrade: cli.upgrade,
         upgrade_sock: Some(cli.upgrade_sock),
     };
-    let (server, _gateway) = server::build(config, &opts);
+    let (server, _gateway) = match server::build(config, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("switchyard: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(config = %cli.config.display(), "switchyard starting");
     server.run_forever()
 }

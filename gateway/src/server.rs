@@ -20,7 +20,7 @@ pub struct ProcessOptions {
 }
 
 /// Builds a ready-to-run server for `config`.
-pub fn build(config: Config, opts: &ProcessOptions) -> (Server, Arc<Gateway>) {
+pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, Arc<Gateway>)> {
     let mut conf = ServerConf {
         threads: config.threads,
         work_stealing: config.work_stealing,
@@ -40,7 +40,7 @@ pub fn build(config: Config, opts: &ProcessOptions) -> (Server, Arc<Gateway>) {
 
     let listen = config.listen.clone();
     let admin = config.admin_listen;
-    let gateway = Arc::new(Gateway::new(config));
+    let gateway = Arc::new(Gateway::new(config)?);
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, Proxy(gateway.clone()), "switchyard");
     for addr in &listen {
@@ -57,5 +57,5 @@ pub fn build(config: Config, opts: &ProcessOptions) -> (Server, Arc<Gateway>) {
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
-    (server, gateway)
+    Ok((server, gateway))
 }

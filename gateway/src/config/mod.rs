@@ -51,6 +51,7 @@ pub struct Config {
     pub max_request_body_bytes: usize,
     pub drain_timeout: Duration,
     pub grace_period: Duration,
+    pub access_log: crate::telemetry::access_log::Destination,
     pub routes: Vec<Route>,
     pub backends: Vec<Arc<Backend>>,
 }
@@ -197,7 +198,19 @@ pub struct HealthPolicy {
     pub condition: Option<Condition>,
     pub eviction: Eviction,
     pub recovery: Recovery,
+    pub active: Option<ActiveProbe>,
     pub when_all_ejected: WhenAllEjected,
+}
+
+/// Active health probes (off unless configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveProbe {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub method: http::Method,
+    pub path: String,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -393,6 +406,17 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         Some(n) => n,
         None => DEFAULT_MAX_BODY,
     };
+    use crate::telemetry::access_log::Destination;
+    let access_log = match (raw.access_log.enabled, raw.access_log.path.as_deref()) {
+        (Some(false), _) => Destination::Off,
+        (_, None | Some("stdout")) => Destination::Stdout,
+        (_, Some("stderr")) => Destination::Stderr,
+        (_, Some("")) => {
+            cx.push("accessLog.path", "must not be empty");
+            Destination::Stdout
+        }
+        (_, Some(p)) => Destination::File(p.to_string()),
+    };
     let drain_timeout = cx.duration(
         raw.shutdown.drain_timeout.as_deref(),
         Duration::from_secs(30),
@@ -500,6 +524,7 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         max_request_body_bytes,
         drain_timeout,
         grace_period,
+        access_log,
         routes,
         backends,
     })
@@ -763,6 +788,41 @@ fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
     if recovery.trial_requests == 0 {
         cx.push(&format!("{path}.recovery.trialRequests"), "must be at least 1");
     }
+    let active = raw.active.as_ref().map(|a| {
+        let apath = format!("{path}.active");
+        let probe = ActiveProbe {
+            interval: cx.duration(
+                a.interval.as_deref(),
+                Duration::from_secs(10),
+                &format!("{apath}.interval"),
+            ),
+            timeout: cx.duration(
+                a.timeout.as_deref(),
+                Duration::from_secs(2),
+                &format!("{apath}.timeout"),
+            ),
+            method: match a.request.method.as_deref().unwrap_or("GET").parse::<http::Method>() {
+                Ok(m) => m,
+                Err(_) => {
+                    cx.push(&format!("{apath}.request.method"), "invalid HTTP method");
+                    http::Method::GET
+                }
+            },
+            path: a.request.path.clone().unwrap_or_else(|| "/v1/models".to_string()),
+            healthy_threshold: a.healthy_threshold.unwrap_or(2),
+            unhealthy_threshold: a.unhealthy_threshold.unwrap_or(2),
+        };
+        if !probe.path.starts_with('/') {
+            cx.push(&format!("{apath}.request.path"), "must start with \"/\"");
+        }
+        if probe.interval.is_zero() || probe.timeout.is_zero() {
+            cx.push(&apath, "interval and timeout must be greater than 0");
+        }
+        if probe.healthy_threshold == 0 || probe.unhealthy_threshold == 0 {
+            cx.push(&apath, "healthyThreshold and unhealthyThreshold must be at least 1");
+        }
+        probe
+    });
     let when_all_ejected = match raw.when_all_ejected.as_deref() {
         None | Some("tryEarliest") => WhenAllEjected::TryEarliest,
         Some("reject") => WhenAllEjected::Reject,
@@ -778,6 +838,7 @@ fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
         condition,
         eviction,
         recovery,
+        active,
         when_all_ejected,
     }
 }

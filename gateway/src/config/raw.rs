@@ -24,6 +24,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub shutdown: RawShutdown,
     #[serde(default)]
+    pub access_log: RawAccessLog,
+    #[serde(default)]
     pub routes: Vec<Value>,
     #[serde(default)]
     pub backends: Mapping,
@@ -39,6 +41,14 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawLimits {
     pub max_request_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawAccessLog {
+    pub enabled: Option<bool>,
+    /// `stdout` (default), `stderr`, or a file path.
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,7 +215,27 @@ pub struct RawHealth {
     pub eviction: RawEviction,
     #[serde(default)]
     pub recovery: RawRecovery,
+    #[serde(default)]
+    pub active: Option<RawActive>,
     pub when_all_ejected: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawActive {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub request: RawProbeRequest,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawProbeRequest {
+    pub method: Option<String>,
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

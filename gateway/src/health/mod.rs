@@ -157,6 +157,10 @@ struct State {
     trial_successes: u32,
     /// When the provider came back from a trial; weights ramp from here.
     ramp_start: Option<Millis>,
+    probe_failures: u32,
+    probe_successes: u32,
+    /// The current ejection came from active probes (so probes may also end it).
+    ejected_by_probe: bool,
 }
 
 /// Health of one provider, shared by all worker threads.
@@ -185,6 +189,9 @@ impl Default for ProviderHealth {
                 trial_in_flight: 0,
                 trial_successes: 0,
                 ramp_start: None,
+                probe_failures: 0,
+                probe_successes: 0,
+                ejected_by_probe: false,
             }),
         }
     }
@@ -330,20 +337,75 @@ impl ProviderHealth {
                         return Transition::KeptByFloor;
                     }
                 }
-                let duration = ejection_duration(eviction, s.streak, *hint);
-                s.streak = s.streak.saturating_add(1);
-                s.times_ejected += 1;
-                s.consecutive_failures = 0;
-                s.trial_successes = 0;
-                s.ramp_start = None;
-                self.ejected_until
-                    .store(now + (duration.as_millis() as u64).max(1), Ordering::Release);
-                Transition::Ejected {
-                    duration,
-                    reason: kind.reason(),
-                }
+                self.eject(&mut s, now, eviction, *hint, *kind)
             }
         }
+    }
+
+    fn eject(
+        &self,
+        s: &mut State,
+        now: Millis,
+        eviction: &Eviction,
+        hint: Option<Duration>,
+        kind: FailureKind,
+    ) -> Transition {
+        let duration = ejection_duration(eviction, s.streak, hint);
+        s.streak = s.streak.saturating_add(1);
+        s.times_ejected += 1;
+        s.consecutive_failures = 0;
+        s.trial_successes = 0;
+        s.ramp_start = None;
+        s.ejected_by_probe = kind == FailureKind::Probe;
+        self.clean.store(false, Ordering::Release);
+        self.ejected_until
+            .store(now + (duration.as_millis() as u64).max(1), Ordering::Release);
+        Transition::Ejected {
+            duration,
+            reason: kind.reason(),
+        }
+    }
+
+    /// Records an active probe. `unhealthy` failures in a row eject (reason `probe`);
+    /// `healthy` successes in a row restore a provider that probes ejected. A probe never
+    /// cuts short an ejection the provider asked for with its own answers.
+    pub fn record_probe(
+        &self,
+        ok: bool,
+        detail: &str,
+        now: Millis,
+        thresholds: (u32, u32),
+        eviction: &Eviction,
+        may_eject: impl FnOnce() -> bool,
+    ) -> Transition {
+        let (healthy, unhealthy) = thresholds;
+        let mut s = self.lock();
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if ok {
+            s.probe_failures = 0;
+            s.probe_successes = s.probe_successes.saturating_add(1);
+            if until != 0 && s.ejected_by_probe && s.probe_successes >= healthy {
+                s.ejected_by_probe = false;
+                s.streak = 0;
+                s.trial_in_flight = 0;
+                s.trial_successes = 0;
+                self.ejected_until.store(0, Ordering::Release);
+                return Transition::Restored;
+            }
+            return Transition::Nothing;
+        }
+        s.probe_successes = 0;
+        s.probe_failures = s.probe_failures.saturating_add(1);
+        s.last_error = Some(format!("probe: {detail}"));
+        self.clean.store(false, Ordering::Release);
+        if (until != 0 && now < until) || s.probe_failures < unhealthy {
+            return Transition::Nothing;
+        }
+        if until == 0 && !may_eject() {
+            return Transition::KeptByFloor;
+        }
+        s.probe_failures = 0;
+        self.eject(&mut s, now, eviction, None, FailureKind::Probe)
     }
 
     fn update_clean(&self, s: &State, now: Millis, recovery: &Recovery) {
@@ -627,6 +689,90 @@ mod tests {
         assert!(h.weight(back, &r) <= 0.05 + 1e-9);
         assert!((h.weight(back + 5 * SEC, &r) - 0.5).abs() < 1e-9);
         assert_eq!(h.weight(back + 10 * SEC, &r), 1.0);
+    }
+
+    #[test]
+    fn probes_eject_and_restore() {
+        let h = ProviderHealth::default();
+        let e = eviction(10, 1);
+        assert_eq!(
+            h.record_probe(false, "503", T0, (2, 2), &e, || true),
+            Transition::Nothing
+        );
+        assert_eq!(
+            h.record_probe(false, "503", T0, (2, 2), &e, || true),
+            Transition::Ejected {
+                duration: Duration::from_secs(10),
+                reason: "probe"
+            }
+        );
+        assert_eq!(
+            h.record_probe(true, "", T0 + SEC, (2, 2), &e, || true),
+            Transition::Nothing
+        );
+        assert_eq!(
+            h.record_probe(true, "", T0 + 2 * SEC, (2, 2), &e, || true),
+            Transition::Restored
+        );
+        assert!(h.ejected_until(T0 + 2 * SEC).is_none());
+    }
+
+    #[test]
+    fn probes_do_not_cut_short_a_passive_ejection() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        h.record(&fail(Some(60)), Permit::Normal, T0, &e, &r, || true);
+        for i in 0..5 {
+            assert_eq!(
+                h.record_probe(true, "", T0 + i * SEC, (2, 2), &e, || true),
+                Transition::Nothing
+            );
+        }
+        assert_eq!(h.ejected_until(T0), Some(T0 + 60 * SEC));
+    }
+
+    #[test]
+    fn ejection_state_is_absolute_time_and_survives_policy_changes() {
+        // A reload that changes eviction settings keeps an ejection already running: its end
+        // was fixed when it started.
+        let h = ProviderHealth::default();
+        let r = recovery(1, 0);
+        h.record(&fail(None), Permit::Normal, T0, &eviction(10, 1), &r, || true);
+        let changed = eviction(1, 5);
+        assert_eq!(
+            h.record(&fail(None), Permit::Normal, T0 + SEC, &changed, &r, || true),
+            Transition::Nothing
+        );
+        assert_eq!(h.ejected_until(T0 + 5 * SEC), Some(T0 + 10 * SEC));
+        // Once over, the new policy applies: the trial failure grows from the new base.
+        let p = h.acquire(T0 + 10 * SEC, &r, false).unwrap();
+        assert_eq!(
+            h.record(&fail(None), p, T0 + 10 * SEC, &changed, &r, || true),
+            Transition::Ejected {
+                duration: Duration::from_secs(2),
+                reason: "status"
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_date_in_the_past_falls_back_to_duration() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        let past = hints::retry_after("Wed, 21 Oct 2015 07:28:00 GMT", std::time::SystemTime::now());
+        assert_eq!(past, Some(Duration::ZERO));
+        let out = Outcome::Failure {
+            kind: FailureKind::Status(503),
+            hint: past,
+            detail: String::new(),
+        };
+        assert_eq!(
+            h.record(&out, Permit::Normal, T0, &e, &r, || true),
+            Transition::Ejected {
+                duration: Duration::from_secs(10),
+                reason: "status"
+            }
+        );
     }
 
     #[test]

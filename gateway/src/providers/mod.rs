@@ -1,0 +1,414 @@
+//! Provider translation: clients speak one API, each attempt may go to a provider that
+//! speaks another.
+//!
+//! Everything here is pure (no sockets, no clock unless passed in): the proxy calls
+//! [`prepare`] per attempt, [`translate_response`] for a whole answer and a
+//! [`StreamTranslator`] for a streamed one.
+//!
+//! When the client's API and the provider's are the same nothing is re-serialized: the
+//! model is spliced into the original bytes and answers pass through untouched. Across
+//! APIs every conversion goes through one neutral model ([`ir`]): client request →
+//! [`ir::Request`] → provider request, and provider answer → [`ir::Reply`] / stream
+//! [`ir::Event`]s → client answer. A field the target cannot express is an error
+//! ([`TranslateError::Unsupported`]), never dropped.
+//!
+//! Modules: [`openai`] and [`anthropic`] (both directions), [`bedrock`] (Converse, binary
+//! event-stream), [`gemini`], [`azure`] (path and header only), [`sse`] (incremental SSE
+//! parser), [`sigv4`] (AWS signing and credentials), [`stream`] (the translator glue).
+
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod gemini;
+pub mod ir;
+pub mod openai;
+pub mod sigv4;
+pub mod sse;
+pub mod stream;
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests_request;
+#[cfg(test)]
+mod tests_response;
+#[cfg(test)]
+mod tests_stream;
+
+use crate::body::ChatRequest;
+use crate::config::{ProviderConfig, ProviderKind};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use serde_json::{json, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use sigv4::AwsCredentials;
+pub use stream::StreamTranslator;
+
+/// The API a client speaks, known from the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientApi {
+    /// OpenAI Chat Completions, `POST /v1/chat/completions`.
+    OpenAiChat,
+    /// Anthropic Messages, `POST /v1/messages`.
+    AnthropicMessages,
+}
+
+impl ClientApi {
+    /// The API of a request path (a query string is allowed).
+    pub fn from_path(path: &str) -> Option<ClientApi> {
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        match path {
+            "/v1/chat/completions" => Some(ClientApi::OpenAiChat),
+            "/v1/messages" => Some(ClientApi::AnthropicMessages),
+            _ => None,
+        }
+    }
+
+    /// Whether a provider of `kind` speaks this API natively.
+    fn is_native(self, kind: &ProviderKind) -> bool {
+        matches!(
+            (self, kind),
+            (ClientApi::OpenAiChat, ProviderKind::OpenAi | ProviderKind::Azure { .. })
+                | (ClientApi::AnthropicMessages, ProviderKind::Anthropic { .. })
+        )
+    }
+}
+
+/// Everything one attempt needs to send.
+#[derive(Debug, Clone)]
+pub struct UpstreamRequest {
+    pub method: http::Method,
+    pub path_and_query: String,
+    /// Headers to set on the upstream request, replacing any of the same name: content
+    /// type, credentials (marked sensitive), `anthropic-version`, SigV4 headers. `host` is
+    /// not among them: send [`host_header`] (SigV4 signs that value).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    /// Whether the upstream answer will be a stream.
+    pub stream: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranslateError {
+    #[error("{target} cannot express {field}")]
+    Unsupported { field: String, target: &'static str },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl TranslateError {
+    pub(crate) fn unsupported(field: impl Into<String>, target: &'static str) -> TranslateError {
+        TranslateError::Unsupported {
+            field: field.into(),
+            target,
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> TranslateError {
+        TranslateError::Invalid(message.into())
+    }
+}
+
+/// Credentials resolved at config load.
+#[derive(Debug, Clone, Copy)]
+pub enum Credentials<'a> {
+    None,
+    ApiKey(&'a str),
+    Aws(&'a AwsCredentials),
+}
+
+/// The `host` header value for `provider`: `host`, or `host:port` when the port is not the
+/// scheme's default.
+pub fn host_header(provider: &ProviderConfig) -> String {
+    let default_port = if provider.tls { 443 } else { 80 };
+    if provider.port == default_port {
+        provider.host.clone()
+    } else {
+        format!("{}:{}", provider.host, provider.port)
+    }
+}
+
+/// Builds the upstream request for `provider` from the client's body (a JSON object).
+///
+/// `passthrough_auth` is the client's `Authorization` value when the provider's auth is
+/// passthrough; it is forwarded as `authorization` unless `creds` holds a key.
+pub fn prepare(
+    client: ClientApi,
+    body: &Bytes,
+    provider: &ProviderConfig,
+    creds: &Credentials<'_>,
+    passthrough_auth: Option<&HeaderValue>,
+    now: SystemTime,
+) -> Result<UpstreamRequest, TranslateError> {
+    let peek = ChatRequest::parse(body).map_err(|e| TranslateError::Invalid(e.to_string()))?;
+    let model = provider.model.clone().or_else(|| peek.model.clone());
+    let (body, stream) = if client.is_native(&provider.kind) {
+        // Hot path: no tree, only the model spliced into the original bytes.
+        let body = match &model {
+            Some(m) => peek.with_model(body, m),
+            None => body.clone(),
+        };
+        (body, peek.stream)
+    } else {
+        let value: Value = serde_json::from_slice(body).map_err(|e| TranslateError::Invalid(e.to_string()))?;
+        let request = parse_client(client, &value, target_name(&provider.kind))?;
+        let out = emit_provider(&request, &provider.kind, model.as_deref())?;
+        let bytes = serde_json::to_vec(&out).map_err(|e| TranslateError::Invalid(e.to_string()))?;
+        (Bytes::from(bytes), request.stream)
+    };
+    let path_and_query = match &provider.path {
+        Some(p) => p.clone(),
+        None => default_path(client, &provider.kind, model.as_deref(), stream)?,
+    };
+    let mut headers = vec![(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    if let ProviderKind::Anthropic { version } = &provider.kind {
+        let v = HeaderValue::from_str(version)
+            .map_err(|_| TranslateError::invalid("anthropic version is not a valid header value"))?;
+        headers.push((HeaderName::from_static("anthropic-version"), v));
+    }
+    match creds {
+        Credentials::ApiKey(key) => headers.push(api_key_header(&provider.kind, key)?),
+        Credentials::Aws(aws) => {
+            if let ProviderKind::Bedrock { region } = &provider.kind {
+                let scheme = if provider.tls { "https" } else { "http" };
+                let uri = format!("{scheme}://{}{path_and_query}", host_header(provider));
+                let host = host_header(provider);
+                let signed = [("content-type", "application/json"), ("host", host.as_str())];
+                headers.extend(sigv4::sign(aws, region, "bedrock", "POST", &uri, &signed, &body, now)?);
+            } else if let Some(v) = passthrough_auth {
+                headers.push(sensitive(http::header::AUTHORIZATION, v.clone()));
+            }
+        }
+        Credentials::None => {
+            if let Some(v) = passthrough_auth {
+                headers.push(sensitive(http::header::AUTHORIZATION, v.clone()));
+            }
+        }
+    }
+    Ok(UpstreamRequest {
+        method: http::Method::POST,
+        path_and_query,
+        headers,
+        body,
+        stream,
+    })
+}
+
+fn sensitive(name: HeaderName, mut value: HeaderValue) -> (HeaderName, HeaderValue) {
+    value.set_sensitive(true);
+    (name, value)
+}
+
+/// The header a provider of `kind` reads its API key from.
+fn api_key_header(kind: &ProviderKind, key: &str) -> Result<(HeaderName, HeaderValue), TranslateError> {
+    let bad = |_| TranslateError::invalid("the API key is not a valid header value");
+    let (name, value) = match kind {
+        ProviderKind::OpenAi | ProviderKind::Bedrock { .. } => (
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {key}")).map_err(bad)?,
+        ),
+        ProviderKind::Anthropic { .. } => (HeaderName::from_static("x-api-key"), HeaderValue::from_str(key).map_err(bad)?),
+        ProviderKind::Gemini => (
+            HeaderName::from_static("x-goog-api-key"),
+            HeaderValue::from_str(key).map_err(bad)?,
+        ),
+        ProviderKind::Azure { .. } => (HeaderName::from_static("api-key"), HeaderValue::from_str(key).map_err(bad)?),
+    };
+    Ok(sensitive(name, value))
+}
+
+/// The provider's own path when the config gives none.
+fn default_path(
+    client: ClientApi,
+    kind: &ProviderKind,
+    model: Option<&str>,
+    stream: bool,
+) -> Result<String, TranslateError> {
+    let need_model = || {
+        model.ok_or_else(|| {
+            TranslateError::invalid(format!(
+                "no model: the request names none and the {} provider sets none",
+                kind.as_str()
+            ))
+        })
+    };
+    Ok(match kind {
+        ProviderKind::OpenAi => match client {
+            ClientApi::OpenAiChat | ClientApi::AnthropicMessages => "/v1/chat/completions".to_string(),
+        },
+        ProviderKind::Anthropic { .. } => "/v1/messages".to_string(),
+        ProviderKind::Bedrock { .. } => bedrock::path(need_model()?, stream),
+        ProviderKind::Gemini => gemini::path(need_model()?, stream),
+        ProviderKind::Azure {
+            deployment,
+            api_version,
+        } => azure::path(deployment, api_version),
+    })
+}
+
+/// The name used in [`TranslateError::Unsupported`] for a provider kind.
+fn target_name(kind: &ProviderKind) -> &'static str {
+    kind.as_str()
+}
+
+/// Reads the client's body into the neutral model; `target` names the provider in errors.
+fn parse_client(client: ClientApi, body: &Value, target: &'static str) -> Result<ir::Request, TranslateError> {
+    match client {
+        ClientApi::OpenAiChat => openai::parse_request(body, target),
+        ClientApi::AnthropicMessages => anthropic::parse_request(body, target),
+    }
+}
+
+/// Writes the neutral request in the provider's API.
+fn emit_provider(request: &ir::Request, kind: &ProviderKind, model: Option<&str>) -> Result<Value, TranslateError> {
+    match kind {
+        ProviderKind::OpenAi => openai::emit_request(request, model, "openai"),
+        ProviderKind::Azure { .. } => openai::emit_request(request, model, "azure"),
+        ProviderKind::Anthropic { .. } => anthropic::emit_request(request, model),
+        ProviderKind::Bedrock { .. } => bedrock::emit_request(request),
+        ProviderKind::Gemini => gemini::emit_request(request),
+    }
+}
+
+/// Whether `provider` can take this request at all. Same-API providers always can.
+pub fn check_supported(client: ClientApi, body: &Value, provider: &ProviderKind) -> Result<(), TranslateError> {
+    if client.is_native(provider) {
+        return Ok(());
+    }
+    let request = parse_client(client, body, target_name(provider))?;
+    emit_provider(&request, provider, Some("model")).map(|_| ())
+}
+
+/// Whether an answer from `provider` needs translating for `client` (false: pass the bytes
+/// through untouched).
+pub fn needs_translation(client: ClientApi, provider: &ProviderKind) -> bool {
+    !client.is_native(provider)
+}
+
+/// What a reply needs that the provider may not say: when it was made and an id.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplyMeta {
+    pub created: u64,
+    /// Used when the provider's answer carries no id.
+    pub fallback_id: String,
+    /// Used when the provider's answer names no model.
+    pub model: String,
+}
+
+impl ReplyMeta {
+    fn now(client: ClientApi, model: &str) -> ReplyMeta {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let prefix = match client {
+            ClientApi::OpenAiChat => "chatcmpl-",
+            ClientApi::AnthropicMessages => "msg_",
+        };
+        ReplyMeta {
+            created,
+            fallback_id: format!("{prefix}{:016x}{:08x}", fastrand::u64(..), fastrand::u32(..)),
+            model: model.to_string(),
+        }
+    }
+}
+
+/// Non-streaming answer → the client's API. Error statuses (anything but 2xx) become the
+/// client API's error shape, keeping the message; successes are converted. A provider
+/// whose answer names no model (Bedrock) gets `""` here: see
+/// [`translate_response_with_model`].
+pub fn translate_response(
+    client: ClientApi,
+    provider: &ProviderKind,
+    status: u16,
+    body: &[u8],
+) -> Result<Bytes, TranslateError> {
+    translate_response_with_model(client, provider, "", status, body)
+}
+
+/// [`translate_response`], naming the model that was asked for (used when the provider's
+/// answer does not say).
+pub fn translate_response_with_model(
+    client: ClientApi,
+    provider: &ProviderKind,
+    model: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<Bytes, TranslateError> {
+    if !needs_translation(client, provider) {
+        return Ok(Bytes::copy_from_slice(body));
+    }
+    translate_reply(client, provider, status, body, &ReplyMeta::now(client, model))
+}
+
+/// The pure core of [`translate_response`].
+pub(crate) fn translate_reply(
+    client: ClientApi,
+    provider: &ProviderKind,
+    status: u16,
+    body: &[u8],
+    meta: &ReplyMeta,
+) -> Result<Bytes, TranslateError> {
+    let value = if (200..300).contains(&status) {
+        let parsed: Value = serde_json::from_slice(body)
+            .map_err(|e| TranslateError::invalid(format!("provider answer is not JSON: {e}")))?;
+        let reply = match provider {
+            ProviderKind::OpenAi | ProviderKind::Azure { .. } => openai::parse_reply(&parsed)?,
+            ProviderKind::Anthropic { .. } => anthropic::parse_reply(&parsed)?,
+            ProviderKind::Bedrock { .. } => bedrock::parse_reply(&parsed)?,
+            ProviderKind::Gemini => gemini::parse_reply(&parsed)?,
+        };
+        match client {
+            ClientApi::OpenAiChat => openai::emit_reply(&reply, meta)?,
+            ClientApi::AnthropicMessages => anthropic::emit_reply(&reply, meta)?,
+        }
+    } else {
+        let info = ir::ErrorInfo::from_body(provider, status, body);
+        emit_error(client, &info)
+    };
+    serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .map_err(|e| TranslateError::invalid(e.to_string()))
+}
+
+/// An error in the client's API shape.
+pub(crate) fn emit_error(client: ClientApi, info: &ir::ErrorInfo) -> Value {
+    match client {
+        ClientApi::OpenAiChat => openai::error_value(info),
+        ClientApi::AnthropicMessages => anthropic::error_value(info),
+    }
+}
+
+/// An incremental translator from `provider`'s stream to `client`'s, or `None` when the
+/// APIs are the same. OpenAI clients get a final usage chunk only if `include_usage`.
+pub fn stream_translator(
+    client: ClientApi,
+    provider: &ProviderKind,
+    model: &str,
+    include_usage: bool,
+) -> Option<Box<dyn StreamTranslator>> {
+    if !needs_translation(client, provider) {
+        return None;
+    }
+    Some(stream::translator(
+        client,
+        provider,
+        ReplyMeta::now(client, model),
+        include_usage,
+    ))
+}
+
+/// `GET /v1/models` for a route: the providers' configured models, first owner wins.
+pub fn models_list(providers: &[&ProviderConfig]) -> Bytes {
+    let mut seen = std::collections::HashSet::new();
+    let data: Vec<Value> = providers
+        .iter()
+        .filter_map(|p| p.model.as_deref().map(|m| (m, p.name.as_str())))
+        .filter(|(m, _)| seen.insert(*m))
+        .map(|(m, owner)| json!({"id": m, "object": "model", "owned_by": owner}))
+        .collect();
+    Bytes::from(json!({"object": "list", "data": data}).to_string())
+}

@@ -1,0 +1,128 @@
+//! Incremental stream translation: a provider-side decoder turns raw upstream bytes into
+//! neutral [`Event`]s, a client-side encoder turns those into the client's SSE bytes.
+//! Nothing is buffered beyond one incomplete SSE event or event-stream frame.
+
+use super::ir::Event;
+use super::sse::{SseEvent, SseParser};
+use super::{anthropic, bedrock, gemini, openai, ClientApi, ReplyMeta, TranslateError};
+use crate::config::ProviderKind;
+use bytes::{BufMut, BytesMut};
+use serde_json::Value;
+
+/// Incremental stream translation. Feed raw upstream body chunks as they arrive; get
+/// client-API SSE bytes out.
+pub trait StreamTranslator: Send {
+    fn push(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), TranslateError>;
+    /// Upstream ended cleanly: flush, emit the terminal events (`[DONE]` / `message_stop`)
+    /// if not yet emitted.
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), TranslateError>;
+}
+
+/// Where decoded events go.
+pub type Sink<'a> = dyn FnMut(Event) -> Result<(), TranslateError> + 'a;
+
+/// Provider side: raw bytes → events.
+pub trait Decoder: Send {
+    fn push(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<(), TranslateError>;
+    /// The upstream body ended; an incomplete event is an error.
+    fn finish(&mut self, sink: &mut Sink<'_>) -> Result<(), TranslateError>;
+}
+
+/// Client side: events → SSE bytes.
+pub trait Encoder: Send {
+    fn event(&mut self, event: Event, out: &mut BytesMut) -> Result<(), TranslateError>;
+    /// Emits the terminal events unless already sent (or an error event ended the stream).
+    fn end(&mut self, out: &mut BytesMut) -> Result<(), TranslateError>;
+}
+
+/// Maps one SSE event of a provider to neutral events.
+pub trait SseMapper: Send {
+    fn map(&mut self, event: SseEvent, sink: &mut Sink<'_>) -> Result<(), TranslateError>;
+}
+
+/// A [`Decoder`] for SSE-speaking providers.
+pub struct SseDecoder<M> {
+    parser: SseParser,
+    mapper: M,
+}
+
+impl<M: SseMapper> SseDecoder<M> {
+    pub fn new(mapper: M) -> Self {
+        SseDecoder {
+            parser: SseParser::new(),
+            mapper,
+        }
+    }
+}
+
+impl<M: SseMapper> Decoder for SseDecoder<M> {
+    fn push(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<(), TranslateError> {
+        let mapper = &mut self.mapper;
+        self.parser.push(input, &mut |event| mapper.map(event, sink))
+    }
+
+    fn finish(&mut self, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
+        let mapper = &mut self.mapper;
+        self.parser.finish(&mut |event| mapper.map(event, sink))
+    }
+}
+
+struct Translator {
+    decoder: Box<dyn Decoder>,
+    encoder: Box<dyn Encoder>,
+}
+
+impl StreamTranslator for Translator {
+    fn push(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), TranslateError> {
+        let encoder = &mut self.encoder;
+        self.decoder.push(input, &mut |event| encoder.event(event, out))
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
+        let encoder = &mut self.encoder;
+        self.decoder.finish(&mut |event| encoder.event(event, out))?;
+        self.encoder.end(out)
+    }
+}
+
+/// The translator from `provider`'s stream to `client`'s (the APIs differ).
+pub(crate) fn translator(
+    client: ClientApi,
+    provider: &ProviderKind,
+    meta: ReplyMeta,
+    include_usage: bool,
+) -> Box<dyn StreamTranslator> {
+    let decoder: Box<dyn Decoder> = match provider {
+        ProviderKind::OpenAi | ProviderKind::Azure { .. } => Box::new(SseDecoder::new(openai::ChunkMapper::default())),
+        ProviderKind::Anthropic { .. } => Box::new(SseDecoder::new(anthropic::EventMapper::default())),
+        ProviderKind::Bedrock { .. } => Box::new(bedrock::EventStreamDecoder::default()),
+        ProviderKind::Gemini => Box::new(SseDecoder::new(gemini::ChunkMapper::default())),
+    };
+    let encoder: Box<dyn Encoder> = match client {
+        ClientApi::OpenAiChat => Box::new(openai::ChunkEncoder::new(meta, include_usage)),
+        ClientApi::AnthropicMessages => Box::new(anthropic::EventEncoder::new(meta)),
+    };
+    Box::new(Translator { decoder, encoder })
+}
+
+/// Writes `data: {json}\n\n`.
+pub fn write_data(out: &mut BytesMut, value: &Value) -> Result<(), TranslateError> {
+    out.put_slice(b"data: ");
+    serde_json::to_writer(out.writer(), value).map_err(|e| TranslateError::invalid(e.to_string()))?;
+    out.put_slice(b"\n\n");
+    Ok(())
+}
+
+/// Writes `event: NAME\ndata: {json}\n\n`.
+pub fn write_event(out: &mut BytesMut, name: &str, value: &Value) -> Result<(), TranslateError> {
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_u8(b'\n');
+    write_data(out, value)
+}
+
+/// Parses the JSON payload of an SSE event.
+pub fn json_data(event: &SseEvent) -> Result<Value, TranslateError> {
+    serde_json::from_str(&event.data)
+        .map_err(|e| TranslateError::invalid(format!("provider stream event is not JSON: {e}")))
+}

@@ -1,0 +1,620 @@
+//! One attempt on one provider: send, judge the head (and a stream's first event), then
+//! either deliver to the client or hand back a failure for the next attempt.
+
+use super::headers::{self, client_headers, is_event_stream, response_head, stamp};
+use super::{classify, client_gone, AttemptRecord, Ctx, Gateway, Request};
+use crate::balancer::Selection;
+use crate::config::{ProviderKind, TransportKind};
+use crate::health::{hints, Clock, FailureKind, Outcome, Transition};
+use crate::routing::apply_header_modifier;
+use crate::runtime::{BackendRuntime, Upstream};
+use crate::sse::{self, EventKind, Splitter, Usage, UsageTap};
+use crate::telemetry::metrics;
+use crate::upstream::POOL_IDLE;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use pingora_core::protocols::http::client::HttpSession as UpstreamSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType};
+use pingora_proxy::Session;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tracing::{info, warn};
+
+/// Largest failed-response body kept for possible delivery; a larger one closes the
+/// connection and is replaced by a gateway error if it ends up last.
+const MAX_BUFFERED_FAILURE: usize = 1024 * 1024;
+/// How much of a stream is held back while waiting for its first content event.
+const MAX_STREAM_PEEK: usize = 64 * 1024;
+/// Non-streamed JSON answers up to this size are read for token usage.
+const MAX_USAGE_SCAN: usize = 4 * 1024 * 1024;
+
+/// A failure kept in case it turns out to be the last word.
+pub(super) struct Failed {
+    /// The provider's answer, when there was one.
+    pub response: Option<(StatusCode, HeaderMap, Bytes)>,
+    pub provider: String,
+    pub kind: TransportKind,
+    pub detail: String,
+    /// Do not try other providers (the failure kind is not in `retry.onTransport`).
+    pub stop: bool,
+}
+
+pub(super) enum AttemptEnd {
+    /// A response went to the client (fully, or as far as the client let it).
+    Delivered,
+    /// Try elsewhere.
+    Failed(Failed),
+    /// The client left; stop.
+    ClientGone,
+}
+
+/// How the upstream exchange went before any byte reached the client.
+enum Exchange {
+    Head(Box<UpstreamSession>, Arc<HttpPeer>),
+    Transport(TransportKind, String),
+    ClientGone,
+}
+
+/// The first events of a stream, held back until they show content or an error.
+enum Peek {
+    Content(Bytes),
+    Failed(Bytes, String),
+    Transport(TransportKind, String),
+    ClientGone,
+}
+
+enum StreamEnd {
+    Complete,
+    UpstreamBroke(String),
+    ClientGone,
+}
+
+impl Gateway {
+    /// One attempt on the selected provider.
+    pub(super) async fn attempt(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        req: &Request<'_>,
+        sel: Selection,
+        is_last: bool,
+    ) -> Result<AttemptEnd, Box<Error>> {
+        let backend = req.backend;
+        let slot = &backend.balancer.providers[sel.provider];
+        let upstream = &backend.upstreams[sel.provider];
+        let provider = slot.config.name.as_str();
+        let started = Instant::now();
+        let mut record = AttemptRecord {
+            provider: provider.to_string(),
+            endpoint: upstream.endpoint.authority(),
+            status: None,
+            error: None,
+            duration: Duration::ZERO,
+            ejected: false,
+        };
+        // Ask an OpenAI provider for usage on streams, to count tokens; hidden from the
+        // client again if it did not ask itself.
+        let ask_usage =
+            req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage) && slot.config.kind == ProviderKind::OpenAi;
+        let body = match &req.chat {
+            Some(c) => c.rewrite(&req.body, slot.config.model.as_deref(), ask_usage),
+            None => req.body.clone(),
+        };
+        let head = headers::upstream_request(
+            session.req_header(),
+            req.route,
+            &slot.config,
+            upstream,
+            &req.request_id,
+            body.len(),
+        );
+        let first_byte = req
+            .route
+            .timeouts
+            .first_byte
+            .min(req.deadline.saturating_duration_since(started));
+        let exchange = self
+            .exchange(session, upstream, head, body, req.route.timeouts.connect, first_byte)
+            .await;
+
+        let (mut up, peer) = match exchange {
+            Exchange::Head(up, peer) => (up, peer),
+            Exchange::ClientGone => {
+                slot.health.release(sel.permit);
+                return Ok(self.client_gone(ctx, record, started));
+            }
+            Exchange::Transport(kind, detail) => {
+                let fkind = if kind == TransportKind::Timeout {
+                    FailureKind::Timeout
+                } else {
+                    FailureKind::Transport
+                };
+                let outcome = Outcome::Failure {
+                    kind: fkind,
+                    hint: None,
+                    detail: detail.clone(),
+                };
+                record.ejected = self.judge(backend, sel, &outcome);
+                record.error = Some(kind.as_str());
+                self.finish_attempt(ctx, record, started, kind.as_str());
+                warn!(provider, error = kind.as_str(), %detail, "attempt failed");
+                let stop = !backend.balancer.backend.retry.on_transport.contains(&kind);
+                let detail = format!("{provider}: {detail}");
+                return Ok(AttemptEnd::Failed(Failed {
+                    response: None,
+                    provider: provider.into(),
+                    kind,
+                    detail,
+                    stop,
+                }));
+            }
+        };
+
+        let Some(upstream_head) = up.response_header() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "response header missing after read",
+            ));
+        };
+        let status = upstream_head.status;
+        let code = status.as_u16();
+        let mut out = client_headers(upstream_head);
+        // Route response headers apply before judging, so a `Retry-After` added there
+        // sets the ejection time.
+        apply_header_modifier(&req.route.response_headers, &mut out);
+        let policy = &backend.balancer.backend.health;
+        let unhealthy = match &policy.condition {
+            Some(c) => c.eval(code, &out),
+            None => code >= 500 || code == 429,
+        };
+        record.status = Some(code);
+        let mut outcome = if unhealthy {
+            let (hint, malformed) = hints::from_headers(&out, SystemTime::now());
+            if let Some(m) = malformed {
+                if slot.health.first_malformed_hint() {
+                    warn!(provider, header = m.header, value = %m.value, "ignoring malformed retry hint");
+                }
+            }
+            Outcome::Failure {
+                kind: FailureKind::Status(code),
+                hint,
+                detail: format!("status {code}"),
+            }
+        } else {
+            Outcome::Success
+        };
+        let mut retryable = unhealthy || backend.balancer.backend.retry.on_status.contains(&code);
+
+        // A stream that looks fine at the head may still open with an error event, or end
+        // before any content: hold its first events back until it shows which.
+        let mut prefix = Bytes::new();
+        if !retryable && status.is_success() && is_event_stream(&out) {
+            match peek_stream(session, &mut up, first_byte.saturating_sub(started.elapsed())).await {
+                Peek::Content(p) => prefix = p,
+                Peek::ClientGone => {
+                    slot.health.release(sel.permit);
+                    return Ok(self.client_gone(ctx, record, started));
+                }
+                Peek::Failed(p, detail) => {
+                    prefix = p;
+                    outcome = Outcome::Failure {
+                        kind: FailureKind::Stream,
+                        hint: None,
+                        detail: detail.clone(),
+                    };
+                    retryable = true;
+                    record.error = Some("stream");
+                }
+                Peek::Transport(kind, detail) => {
+                    let fkind = if kind == TransportKind::Timeout {
+                        FailureKind::Timeout
+                    } else {
+                        FailureKind::Stream
+                    };
+                    let outcome = Outcome::Failure {
+                        kind: fkind,
+                        hint: None,
+                        detail: detail.clone(),
+                    };
+                    record.ejected = self.judge(backend, sel, &outcome);
+                    record.error = Some(if kind == TransportKind::Timeout {
+                        "timeout"
+                    } else {
+                        "stream"
+                    });
+                    self.finish_attempt(ctx, record, started, "stream");
+                    let detail = format!("{provider}: {detail}");
+                    return Ok(AttemptEnd::Failed(Failed {
+                        response: None,
+                        provider: provider.into(),
+                        kind,
+                        detail,
+                        stop: false,
+                    }));
+                }
+            }
+        }
+        record.ejected = self.judge(backend, sel, &outcome);
+        let label = match (&outcome, record.error) {
+            (Outcome::Success, _) if retryable => "retryable",
+            (Outcome::Success, _) => "success",
+            (_, Some(e)) => e,
+            _ => "unhealthy",
+        };
+
+        if retryable && !is_last {
+            // Keep the answer in case nobody else can be tried; reading it to the end also
+            // lets the connection go back to the pool.
+            let kept = if record.error.is_some() {
+                None
+            } else {
+                read_small_body(&mut up, first_byte).await
+            };
+            self.finish_attempt(ctx, record, started, label);
+            let response = match kept {
+                Some(b) => {
+                    self.connector.release_http_session(*up, &*peer, Some(POOL_IDLE)).await;
+                    Some((status, out, b))
+                }
+                None => None,
+            };
+            let detail = match &outcome {
+                Outcome::Failure {
+                    kind: FailureKind::Stream,
+                    detail,
+                    ..
+                } => format!("{provider}: {detail}"),
+                _ => format!("{provider} answered {code}"),
+            };
+            return Ok(AttemptEnd::Failed(Failed {
+                response,
+                provider: provider.into(),
+                kind: TransportKind::Reset,
+                detail,
+                stop: false,
+            }));
+        }
+
+        // Deliver: this answer is the one the client gets.
+        self.finish_attempt(ctx, record, started, label);
+        let served_model = slot.config.model.clone().or_else(|| ctx.model_requested.clone());
+        stamp(
+            &mut out,
+            Some(provider),
+            served_model.as_deref(),
+            ctx.attempts.len(),
+            &req.request_id,
+        );
+        ctx.provider = Some(provider.to_string());
+        ctx.model_served = served_model;
+        ctx.status = Some(code);
+        let sse = is_event_stream(&out);
+        if session
+            .write_response_header(response_head(status, out), false)
+            .await
+            .is_err()
+        {
+            return Ok(AttemptEnd::ClientGone);
+        }
+        ctx.ttfb = Some(req.started.elapsed());
+        let hide_usage = ask_usage;
+        let (end, usage) = self.relay(session, ctx, &mut up, prefix, sse, hide_usage, req).await;
+        if let Some(last) = ctx.attempts.last_mut() {
+            last.duration = started.elapsed();
+        }
+        if let Some(u) = usage {
+            count_tokens(provider, slot.config.model.as_deref(), u);
+            ctx.usage = Some(u);
+        }
+        match end {
+            StreamEnd::Complete => {
+                self.connector.release_http_session(*up, &*peer, Some(POOL_IDLE)).await;
+                Ok(AttemptEnd::Delivered)
+            }
+            StreamEnd::UpstreamBroke(detail) => {
+                warn!(provider, %detail, "provider failed mid-response");
+                let outcome = Outcome::Failure {
+                    kind: FailureKind::Stream,
+                    hint: None,
+                    detail: detail.clone(),
+                };
+                let normal = Selection {
+                    permit: crate::health::Permit::Normal,
+                    ..sel
+                };
+                self.judge(backend, normal, &outcome);
+                ctx.error = Some(format!("{provider} failed mid-response: {detail}"));
+                if sse {
+                    // Never a clean end: the client sees an explicit error event.
+                    let event = error_event(req.route, &detail);
+                    ctx.bytes_out += event.len();
+                    let _ = session.write_response_body(Some(event), false).await;
+                    let _ = session.write_response_body(None, true).await;
+                } else {
+                    session.set_keepalive(None);
+                    return Err(Error::explain(ErrorType::ReadError, detail));
+                }
+                Ok(AttemptEnd::Delivered)
+            }
+            StreamEnd::ClientGone => Ok(AttemptEnd::ClientGone),
+        }
+    }
+
+    fn client_gone(&self, ctx: &mut Ctx, mut record: AttemptRecord, started: Instant) -> AttemptEnd {
+        record.error = Some("client_gone");
+        self.finish_attempt(ctx, record, started, "client_gone");
+        AttemptEnd::ClientGone
+    }
+
+    fn finish_attempt(&self, ctx: &mut Ctx, mut record: AttemptRecord, started: Instant, outcome: &str) {
+        record.duration = started.elapsed();
+        metrics::with(|m| {
+            m.attempts.with_label_values(&[record.provider.as_str(), outcome]).inc();
+            m.upstream_duration
+                .with_label_values(&[record.provider.as_str()])
+                .observe(record.duration.as_secs_f64());
+        });
+        ctx.attempts.push(record);
+    }
+
+    /// Records an outcome in the provider's health; returns whether it ejected the provider.
+    pub(super) fn judge(&self, backend: &BackendRuntime, sel: Selection, outcome: &Outcome) -> bool {
+        let slot = &backend.balancer.providers[sel.provider];
+        let policy = &backend.balancer.backend.health;
+        let now = self.clock.now();
+        let transition = backend.balancer.with_eject_lock(slot.group, || {
+            slot.health
+                .record(outcome, sel.permit, now, &policy.eviction, &policy.recovery, || {
+                    backend.balancer.may_eject(slot.group, now)
+                })
+        });
+        report_transition(&slot.config.name, transition)
+    }
+
+    /// Connects, sends the request and waits for the response head, watching the client.
+    async fn exchange(
+        &self,
+        session: &mut Session,
+        upstream: &Upstream,
+        head: pingora_http::RequestHeader,
+        body: Bytes,
+        connect_timeout: Duration,
+        first_byte: Duration,
+    ) -> Exchange {
+        let peer = match upstream.endpoint.peer(self.clock.now()).await {
+            Ok(p) => p,
+            Err(e) => return Exchange::Transport(TransportKind::Dns, e.to_string()),
+        };
+        let send = async {
+            // A pooled connection may have been closed by the provider while idle; such a
+            // failure says nothing about the provider, so try again on a fresh connection.
+            let mut fresh_tries = 0;
+            loop {
+                let connect = self.connector.get_http_session(&*peer);
+                let (mut up, reused) = match tokio::time::timeout(connect_timeout, connect).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err((classify(&e), e.to_string())),
+                    Err(_) => {
+                        return Err((
+                            TransportKind::Timeout,
+                            format!("connect timed out after {connect_timeout:?}"),
+                        ))
+                    }
+                };
+                let sent = async {
+                    up.write_request_header(Box::new(head.clone())).await?;
+                    up.write_request_body(body.clone(), true).await?;
+                    up.finish_request_body().await?;
+                    up.read_response_header().await
+                };
+                match tokio::time::timeout(first_byte, sent).await {
+                    Ok(Ok(())) => return Ok(up),
+                    Ok(Err(e)) if reused && fresh_tries < 2 && is_stale_connection(&e) => fresh_tries += 1,
+                    Ok(Err(e)) => return Err((classify(&e), e.to_string())),
+                    Err(_) => {
+                        return Err((
+                            TransportKind::Timeout,
+                            format!("no response head within {first_byte:?}"),
+                        ))
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = send => match r {
+                Ok(up) => Exchange::Head(Box::new(up), peer),
+                Err((kind, detail)) => Exchange::Transport(kind, detail),
+            },
+            _ = client_gone(session) => Exchange::ClientGone,
+        }
+    }
+
+    /// Copies the chosen response to the client as it arrives. SSE streams go event by
+    /// event (to read usage, and hide the usage chunk a client did not ask for).
+    #[allow(clippy::too_many_arguments)]
+    async fn relay(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        up: &mut UpstreamSession,
+        prefix: Bytes,
+        sse: bool,
+        hide_usage: bool,
+        req: &Request<'_>,
+    ) -> (StreamEnd, Option<Usage>) {
+        let gap = req.route.timeouts.first_byte;
+        let mut splitter = Splitter::default();
+        let mut tap = UsageTap::default();
+        let mut json = BytesMut::new();
+        let mut pending = Some(prefix).filter(|p| !p.is_empty());
+        loop {
+            let data = match pending.take() {
+                Some(p) => p,
+                None => {
+                    let wait = gap.min(req.deadline.saturating_duration_since(Instant::now()));
+                    let chunk = tokio::select! {
+                        r = tokio::time::timeout(wait, up.read_response_body()) => r,
+                        _ = client_gone(session) => return (StreamEnd::ClientGone, tap.usage),
+                    };
+                    match chunk {
+                        Ok(Ok(Some(d))) => d,
+                        Ok(Ok(None)) => {
+                            let rest = splitter.take_rest();
+                            if !rest.is_empty() && session.write_response_body(Some(rest), false).await.is_err() {
+                                return (StreamEnd::ClientGone, tap.usage);
+                            }
+                            let usage = if sse { tap.usage } else { json_usage(&json) };
+                            return match session.write_response_body(None, true).await {
+                                Ok(()) => (StreamEnd::Complete, usage),
+                                Err(_) => (StreamEnd::ClientGone, usage),
+                            };
+                        }
+                        Ok(Err(e)) => return (StreamEnd::UpstreamBroke(e.to_string()), tap.usage),
+                        Err(_) => return (StreamEnd::UpstreamBroke(format!("no data for {wait:?}")), tap.usage),
+                    }
+                }
+            };
+            let out = if sse {
+                splitter.push(&data);
+                let mut out = BytesMut::with_capacity(data.len());
+                while let Some(event) = splitter.next_event() {
+                    if tap.inspect(&event, hide_usage) {
+                        out.extend_from_slice(&event);
+                    }
+                }
+                out.freeze()
+            } else {
+                if json.len() + data.len() <= MAX_USAGE_SCAN {
+                    json.extend_from_slice(&data);
+                }
+                data
+            };
+            if out.is_empty() {
+                continue;
+            }
+            ctx.bytes_out += out.len();
+            if session.write_response_body(Some(out), false).await.is_err() {
+                return (StreamEnd::ClientGone, tap.usage);
+            }
+        }
+    }
+}
+
+/// Logs a health transition and counts it; returns whether the provider was ejected.
+pub(crate) fn report_transition(provider: &str, transition: Transition) -> bool {
+    match transition {
+        Transition::Ejected { duration, reason } => {
+            warn!(provider, reason, seconds = duration.as_secs_f64(), "provider ejected");
+            metrics::with(|m| m.ejections.with_label_values(&[provider, reason]).inc());
+            true
+        }
+        Transition::KeptByFloor => {
+            warn!(provider, "provider kept in service by maxEjectionPercent");
+            metrics::with(|m| m.floor_kept.with_label_values(&[provider]).inc());
+            false
+        }
+        Transition::Restored => {
+            info!(provider, "provider restored");
+            false
+        }
+        Transition::Nothing => false,
+    }
+}
+
+fn count_tokens(provider: &str, model: Option<&str>, usage: Usage) {
+    let model = model.unwrap_or("unspecified");
+    metrics::with(|m| {
+        m.tokens
+            .with_label_values(&[provider, model, "input"])
+            .inc_by(usage.input);
+        m.tokens
+            .with_label_values(&[provider, model, "output"])
+            .inc_by(usage.output);
+    });
+}
+
+fn json_usage(body: &[u8]) -> Option<Usage> {
+    if body.is_empty() || body.len() >= MAX_USAGE_SCAN {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Usage::from_json(&v)
+}
+
+/// Reads a stream until its first content event, an in-band error, or its early end.
+async fn peek_stream(session: &mut Session, up: &mut UpstreamSession, wait: Duration) -> Peek {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut splitter = Splitter::default();
+    let mut seen = BytesMut::new();
+    loop {
+        let chunk = tokio::select! {
+            r = tokio::time::timeout_at(deadline, up.read_response_body()) => r,
+            _ = client_gone(session) => return Peek::ClientGone,
+        };
+        match chunk {
+            Ok(Ok(Some(data))) => {
+                seen.extend_from_slice(&data);
+                splitter.push(&data);
+                while let Some(event) = splitter.next_event() {
+                    match sse::classify(&event) {
+                        EventKind::Preamble => {}
+                        EventKind::Content => return Peek::Content(seen.freeze()),
+                        EventKind::Error(msg) => {
+                            return Peek::Failed(seen.freeze(), format!("stream error event: {msg}"))
+                        }
+                    }
+                }
+                if seen.len() > MAX_STREAM_PEEK {
+                    return Peek::Content(seen.freeze());
+                }
+            }
+            Ok(Ok(None)) => return Peek::Failed(seen.freeze(), "stream ended before any content".into()),
+            Ok(Err(e)) => return Peek::Transport(classify(&e), format!("stream broke before any content: {e}")),
+            Err(_) => return Peek::Transport(TransportKind::Timeout, format!("no stream content within {wait:?}")),
+        }
+    }
+}
+
+/// Reads a (failed) response body to the end if it is small; `None` if it is too big,
+/// broken, or slow.
+async fn read_small_body(up: &mut UpstreamSession, wait: Duration) -> Option<Bytes> {
+    let mut buf = BytesMut::new();
+    let read = async {
+        while let Some(chunk) = up.read_response_body().await.ok()? {
+            if buf.len() + chunk.len() > MAX_BUFFERED_FAILURE {
+                return None;
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Some(())
+    };
+    tokio::time::timeout(wait, read).await.ok().flatten()?;
+    Some(buf.freeze())
+}
+
+/// The SSE error event that ends a stream whose provider failed mid-way, in the client's
+/// API shape.
+fn error_event(route: &crate::config::Route, detail: &str) -> Bytes {
+    let anthropic = route
+        .rewrite
+        .as_deref()
+        .unwrap_or(&route.path_prefix)
+        .starts_with("/v1/messages");
+    let text = if anthropic {
+        let data = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": format!("provider failed mid-stream: {detail}")}});
+        format!("event: error\ndata: {data}\n\n")
+    } else {
+        let data = serde_json::json!({"error": {"message": format!("provider failed mid-stream: {detail}"), "type": "upstream_error", "code": 502}});
+        format!("data: {data}\n\n")
+    };
+    Bytes::from(text)
+}
+
+/// A pooled connection that the provider closed while idle.
+fn is_stale_connection(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H1Error
+    )
+}

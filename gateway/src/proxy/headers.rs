@@ -1,0 +1,122 @@
+//! Building the heads that go upstream and back to the client.
+
+use crate::config::{Auth, ProviderConfig, Route};
+use crate::routing::apply_header_modifier;
+use crate::runtime::Upstream;
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+pub static X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
+pub static X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
+pub static X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "upgrade" | "transfer-encoding"
+    )
+}
+
+/// The request a provider gets: client headers minus hop-by-hop, host, length and
+/// credentials; plus the route's modifiers, the request id and the provider's auth.
+pub fn upstream_request(
+    client: &RequestHeader,
+    route: &Route,
+    provider: &ProviderConfig,
+    upstream: &Upstream,
+    request_id: &HeaderValue,
+    body_len: usize,
+) -> RequestHeader {
+    let path = match (&provider.path, &route.rewrite) {
+        (Some(p), _) => p.as_str(),
+        (None, Some(rw)) => rw.as_str(),
+        (None, None) => client.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+    };
+    let mut headers = HeaderMap::with_capacity(client.headers.len() + 4);
+    for (name, value) in client.headers.iter() {
+        let skip = is_hop_by_hop(name)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name == header::EXPECT
+            || name == header::ACCEPT_ENCODING
+            || (name == header::AUTHORIZATION && provider.auth != Auth::Passthrough);
+        if !skip {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    apply_header_modifier(&route.request_headers, &mut headers);
+    headers.insert(header::HOST, upstream.host_header.clone());
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    if let Some((name, value)) = &upstream.auth_header {
+        headers.insert(name.clone(), value.clone());
+    }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = client.method.clone();
+    parts.uri = http::Uri::try_from(path).unwrap_or_else(|_| http::Uri::from_static("/"));
+    parts.headers = headers;
+    RequestHeader::from(parts)
+}
+
+/// The client-facing copy of a provider's response headers.
+pub fn client_headers(upstream: &ResponseHeader) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.headers.len() + 4);
+    let chunked = upstream
+        .headers
+        .get(header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    for (name, value) in upstream.headers.iter() {
+        if !is_hop_by_hop(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    if chunked || !upstream.headers.contains_key(header::CONTENT_LENGTH) {
+        out.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
+    out
+}
+
+pub fn response_head(status: http::StatusCode, headers: HeaderMap) -> Box<ResponseHeader> {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.headers = headers;
+    Box::new(ResponseHeader::from(parts))
+}
+
+/// Adds the `x-switchyard-*` and `x-request-id` headers.
+pub fn stamp(
+    headers: &mut HeaderMap,
+    provider: Option<&str>,
+    model: Option<&str>,
+    attempts: usize,
+    request_id: &HeaderValue,
+) {
+    if let Some(v) = provider.and_then(|p| HeaderValue::from_str(p).ok()) {
+        headers.insert(X_PROVIDER.clone(), v);
+    }
+    if let Some(v) = model.and_then(|m| HeaderValue::from_str(m).ok()) {
+        headers.insert(X_MODEL.clone(), v);
+    }
+    headers.insert(X_ATTEMPTS.clone(), HeaderValue::from(attempts));
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+}
+
+/// The client's `x-request-id` when it is a sane token, else a fresh random one.
+pub fn request_id(client: &RequestHeader) -> HeaderValue {
+    if let Some(v) = client.headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    let id = format!("{:032x}", fastrand::u128(..));
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}

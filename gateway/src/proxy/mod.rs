@@ -1,0 +1,472 @@
+//! The request path: Pingora's `ProxyHttp`, with the whole exchange done in
+//! `request_filter` on Pingora's upstream connector.
+//!
+//! Pingora's own retry replays at most 64 KiB of body, so the attempt loop here keeps the
+//! full body and sends it to each provider in turn. A failed answer is read to the end (it
+//! is small) so the connection goes back to the pool, and it is kept in case no other
+//! provider can be tried: then it goes to the client as it came.
+
+mod attempt;
+mod headers;
+
+pub use headers::{X_ATTEMPTS, X_MODEL, X_PROVIDER, X_REQUEST_ID};
+
+use crate::balancer::{NoProvider, Pick, ProviderSet};
+use crate::body::ChatRequest;
+use crate::config::{Config, Route, TransportKind};
+use crate::error::GatewayError;
+use crate::health::{Clock, SystemClock};
+use crate::runtime::{BackendRuntime, HealthRegistry, Runtime};
+use crate::sse::Usage;
+use crate::telemetry::access_log::{millis, AccessLog, AttemptEntry, Entry};
+use crate::telemetry::metrics;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use attempt::{AttemptEnd, Failed};
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+use pingora_core::connectors::http::Connector;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::{ProxyHttp, Session};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
+
+/// The gateway: the current runtime (swapped on reload), provider health (kept across
+/// reloads), the upstream connector and the access log.
+pub struct Gateway {
+    runtime: ArcSwap<Runtime>,
+    registry: HealthRegistry,
+    connector: Connector,
+    clock: SystemClock,
+    access_log: ArcSwap<AccessLog>,
+}
+
+/// Per-request state.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    started: Option<Instant>,
+    request_id: Option<HeaderValue>,
+    route: Option<String>,
+    stream: bool,
+    model_requested: Option<String>,
+    model_served: Option<String>,
+    provider: Option<String>,
+    status: Option<u16>,
+    ttfb: Option<Duration>,
+    bytes_in: usize,
+    bytes_out: usize,
+    attempts: Vec<AttemptRecord>,
+    error: Option<String>,
+    usage: Option<Usage>,
+}
+
+/// One attempt, as logged.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub provider: String,
+    pub endpoint: String,
+    pub status: Option<u16>,
+    pub error: Option<&'static str>,
+    pub duration: Duration,
+    pub ejected: bool,
+}
+
+/// What one request carries through its attempts.
+struct Request<'a> {
+    route: &'a Route,
+    backend: &'a BackendRuntime,
+    body: Bytes,
+    chat: Option<ChatRequest>,
+    started: Instant,
+    deadline: Instant,
+    request_id: HeaderValue,
+}
+
+impl Gateway {
+    /// Builds the gateway for `config`. Fails only if the access log cannot be opened.
+    pub fn new(config: Config) -> std::io::Result<Gateway> {
+        let access_log = AccessLog::open(&config.access_log)?;
+        let registry = HealthRegistry::default();
+        let runtime = Runtime::build(config, &registry);
+        Ok(Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            registry,
+            connector: Connector::new(None),
+            clock: SystemClock,
+            access_log: ArcSwap::from_pointee(access_log),
+        })
+    }
+
+    /// Installs a new configuration. Requests in flight finish on the one they started
+    /// with; health state carries over for providers whose name and endpoint are unchanged.
+    pub fn reload(&self, config: Config) -> std::io::Result<()> {
+        if config.access_log != self.runtime.load().config.access_log {
+            self.access_log.store(Arc::new(AccessLog::open(&config.access_log)?));
+        }
+        let runtime = Runtime::build(config, &self.registry);
+        self.runtime.store(Arc::new(runtime));
+        Ok(())
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    async fn serve(&self, session: &mut Session, ctx: &mut Ctx) -> std::result::Result<(), Box<Error>> {
+        let started = Instant::now();
+        ctx.started = Some(started);
+        let request_id = headers::request_id(session.req_header());
+        ctx.request_id = Some(request_id.clone());
+        let rt = self.runtime.load_full();
+        let path = session.req_header().uri.path();
+        let Some(ri) = rt.routes.find(path) else {
+            let path = path.to_string();
+            return self.reject(session, ctx, GatewayError::NoRoute { path }, &[]).await;
+        };
+        let route = &rt.config.routes[ri];
+        ctx.route = Some(route.name.clone());
+        let backend = &rt.backends[route.backend];
+
+        let body = match read_body(session, rt.config.max_request_body_bytes).await {
+            Ok(b) => b,
+            Err(e) => {
+                // The rest of the body is unread: the connection cannot be reused.
+                session.set_keepalive(None);
+                return self.reject(session, ctx, e, &[]).await;
+            }
+        };
+        ctx.bytes_in = body.len();
+        let chat = if body.is_empty() {
+            None
+        } else {
+            match ChatRequest::parse(&body) {
+                Ok(c) => Some(c),
+                Err(e) => return self.reject(session, ctx, e.into(), &[]).await,
+            }
+        };
+        ctx.stream = chat.as_ref().is_some_and(|c| c.stream);
+        ctx.model_requested = chat.as_ref().and_then(|c| c.model.clone());
+
+        let req = Request {
+            route,
+            backend,
+            body,
+            chat,
+            started,
+            deadline: started + route.timeouts.request,
+            request_id,
+        };
+        let retry = &backend.balancer.backend.retry;
+        let mut tried = ProviderSet::default();
+        let mut last: Option<Failed> = None;
+        let mut retries = 0u32;
+        for attempt in 1..=retry.attempts {
+            if Instant::now() >= req.deadline {
+                break;
+            }
+            let sel = match backend.balancer.select(tried, self.clock.now(), attempt == 1) {
+                Ok(s) => s,
+                Err(NoProvider::AllEjected { until }) => {
+                    let secs = until.saturating_sub(self.clock.now()).div_ceil(1000).max(1);
+                    let backend = backend.balancer.backend.name.clone();
+                    let e = GatewayError::AllEjected {
+                        backend,
+                        retry_after_secs: secs,
+                    };
+                    return self
+                        .reject(session, ctx, e, &[(header::RETRY_AFTER, HeaderValue::from(secs))])
+                        .await;
+                }
+                Err(NoProvider::Exhausted) => break,
+            };
+            let to = &backend.balancer.providers[sel.provider].config.name;
+            if let Some(prev) = &last {
+                metrics::with(|m| {
+                    m.failovers
+                        .with_label_values(&[prev.provider.as_str(), to.as_str()])
+                        .inc()
+                });
+                info!(
+                    route = %route.name, from = %prev.provider, to = %to, attempt,
+                    elapsed_ms = started.elapsed().as_millis() as u64, reason = %prev.detail, "failing over"
+                );
+            }
+            if sel.pick == Pick::Retry {
+                let wait = backoff(retry, retries).min(req.deadline.saturating_duration_since(Instant::now()));
+                retries += 1;
+                if !wait.is_zero() {
+                    debug!(
+                        wait_ms = wait.as_millis() as u64,
+                        "backing off before retrying a provider"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            tried.insert(sel.provider);
+            let is_last = attempt == retry.attempts;
+            match self.attempt(session, ctx, &req, sel, is_last).await? {
+                AttemptEnd::Delivered => return Ok(()),
+                AttemptEnd::ClientGone => {
+                    session.set_keepalive(None);
+                    ctx.error = Some("client closed the connection".into());
+                    return Ok(());
+                }
+                AttemptEnd::Failed(f) => {
+                    let stop = f.stop;
+                    last = Some(f);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        self.answer_last(session, ctx, &req, last).await
+    }
+
+    /// No attempt delivered: send the last provider's answer as it came, or a gateway error.
+    async fn answer_last(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        req: &Request<'_>,
+        last: Option<Failed>,
+    ) -> std::result::Result<(), Box<Error>> {
+        let Some(failed) = last else {
+            return self.reject(session, ctx, GatewayError::Budget, &[]).await;
+        };
+        ctx.error = Some(failed.detail.clone());
+        let Some((status, mut headers, body)) = failed.response else {
+            let e = GatewayError::Upstream {
+                kind: failed.kind,
+                detail: failed.detail,
+            };
+            return self.reject(session, ctx, e, &[]).await;
+        };
+        ctx.provider = Some(failed.provider.clone());
+        headers::stamp(
+            &mut headers,
+            Some(&failed.provider),
+            None,
+            ctx.attempts.len(),
+            &req.request_id,
+        );
+        headers.remove(header::TRANSFER_ENCODING);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        ctx.status = Some(status.as_u16());
+        session
+            .write_response_header(headers::response_head(status, headers), body.is_empty())
+            .await?;
+        ctx.ttfb = Some(req.started.elapsed());
+        ctx.bytes_out = body.len();
+        if !body.is_empty() {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers with a gateway error in the OpenAI shape.
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        e: GatewayError,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> std::result::Result<(), Box<Error>> {
+        debug!(error = %e, status = e.status(), "rejecting request");
+        let body = e.body();
+        let mut headers = HeaderMap::with_capacity(6 + extra.len());
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let id = ctx
+            .request_id
+            .clone()
+            .unwrap_or_else(|| headers::request_id(session.req_header()));
+        headers::stamp(&mut headers, None, None, ctx.attempts.len(), &id);
+        for (k, v) in extra {
+            headers.insert(k.clone(), v.clone());
+        }
+        let status = http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        ctx.status = Some(e.status());
+        ctx.error = Some(e.to_string());
+        session
+            .write_response_header(headers::response_head(status, headers), false)
+            .await?;
+        ctx.ttfb = ctx.started.map(|s| s.elapsed());
+        ctx.bytes_out = body.len();
+        session.write_response_body(Some(Bytes::from(body)), true).await?;
+        Ok(())
+    }
+
+    /// The access log line and the per-request metrics.
+    fn log_request(&self, session: &Session, ctx: &Ctx, error: Option<&Error>) {
+        let duration = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
+        let status = ctx.status.unwrap_or(if error.is_some() { 502 } else { 0 });
+        let provider = ctx.provider.as_deref();
+        metrics::with(|m| {
+            let route = ctx.route.as_deref().unwrap_or("none");
+            m.requests
+                .with_label_values(&[route, metrics::status_class(status)])
+                .inc();
+            let p = provider.unwrap_or("none");
+            m.request_duration
+                .with_label_values(&[p])
+                .observe(duration.as_secs_f64());
+            if let Some(t) = ctx.ttfb {
+                m.ttfb.with_label_values(&[p]).observe(t.as_secs_f64());
+            }
+        });
+        let log = self.access_log.load();
+        if !log.enabled() {
+            return;
+        }
+        let req = session.req_header();
+        let error_text = ctx.error.clone().or_else(|| error.map(|e| e.to_string()));
+        let entry = Entry {
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            request_id: ctx.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+            route: ctx.route.as_deref(),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            client: session.client_addr().map(|a| a.to_string()),
+            status,
+            duration_ms: millis(duration),
+            ttfb_ms: ctx.ttfb.map(millis),
+            bytes_in: ctx.bytes_in,
+            bytes_out: ctx.bytes_out,
+            stream: ctx.stream,
+            model_requested: ctx.model_requested.as_deref(),
+            model_served: ctx.model_served.as_deref(),
+            provider,
+            attempts: ctx
+                .attempts
+                .iter()
+                .map(|a| AttemptEntry {
+                    provider: &a.provider,
+                    endpoint: &a.endpoint,
+                    status: a.status,
+                    error: a.error,
+                    duration_ms: millis(a.duration),
+                    ejected: a.ejected,
+                })
+                .collect(),
+            error: error_text.as_deref(),
+        };
+        log.write(&entry);
+    }
+}
+
+/// The Pingora service logic: a shared handle on the [`Gateway`].
+pub struct Proxy(pub Arc<Gateway>);
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.0.serve(session, ctx).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // Every request is answered in `request_filter`; Pingora's own proxy path is unused.
+        Err(Error::explain(ErrorType::InternalError, "upstream_peer is not used"))
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        self.0.log_request(session, ctx, e);
+    }
+}
+
+/// Resolves when the client closes its connection (or sends unexpected bytes).
+async fn client_gone(session: &mut Session) {
+    loop {
+        match session.as_downstream_mut().read_body_or_idle(true).await {
+            Err(_) => return,
+            Ok(None) => std::future::pending::<()>().await,
+            Ok(Some(_)) => continue,
+        }
+    }
+}
+
+/// Reads the request body, refusing bodies over `limit` bytes.
+async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<Bytes, GatewayError> {
+    let req = session.req_header();
+    let declared = req
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    let expects_continue = req
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        if let Ok(cont) = ResponseHeader::build(100, Some(0)) {
+            let _ = session.write_response_header(Box::new(cont), false).await;
+        }
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(GatewayError::BodyTooLarge { limit });
+                }
+                if buf.is_empty() && declared == Some(chunk.len()) {
+                    return Ok(chunk);
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => return Err(GatewayError::BodyRead(e.to_string())),
+        }
+    }
+}
+
+/// Wait before retrying an already-tried provider: exponential from `base`, capped, jittered.
+fn backoff(retry: &crate::config::RetryPolicy, n: u32) -> Duration {
+    let b = &retry.backoff;
+    if b.base.is_zero() {
+        return Duration::ZERO;
+    }
+    let exp = b.base.saturating_mul(1u32 << n.min(16)).min(b.max);
+    if b.jitter {
+        exp.mul_f64(0.5 + fastrand::f64() / 2.0)
+    } else {
+        exp
+    }
+}
+
+/// Maps a Pingora error to the transport failure kinds of `retry.onTransport`.
+fn classify(e: &Error) -> TransportKind {
+    match e.etype() {
+        ErrorType::ConnectTimedout
+        | ErrorType::ReadTimedout
+        | ErrorType::WriteTimedout
+        | ErrorType::TLSHandshakeTimedout => TransportKind::Timeout,
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::BindError
+        | ErrorType::SocketError => TransportKind::Connect,
+        ErrorType::TLSWantX509Lookup
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => TransportKind::Tls,
+        _ => TransportKind::Reset,
+    }
+}

@@ -1,0 +1,244 @@
+//! Server-sent events as LLM providers send them: split a byte stream into events, tell a
+//! stream that starts with an error from one that starts with content, and read token usage
+//! from the events that carry it (OpenAI's final usage chunk, Anthropic's message events).
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+
+/// Incremental SSE splitter: feed bytes, take whole events (each with its blank-line end).
+#[derive(Debug, Default)]
+pub struct Splitter {
+    buf: BytesMut,
+}
+
+impl Splitter {
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete event, terminator included, or `None` until more bytes arrive.
+    pub fn next_event(&mut self) -> Option<Bytes> {
+        let end = event_end(&self.buf)?;
+        Some(self.buf.split_to(end).freeze())
+    }
+
+    /// Bytes of an unfinished event.
+    pub fn take_rest(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Offset just past the first blank line (`\n\n`, `\r\n\r\n`, or `\r\r`).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some(i + 2);
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The `event:` name and joined `data:` payload of one event.
+pub fn parse_event(event: &[u8]) -> (Option<&str>, String) {
+    let text = std::str::from_utf8(event).unwrap_or("");
+    let mut name = None;
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            name = Some(v.trim());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    (name, data)
+}
+
+/// What an event says about the health of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    /// Keep-alives, comments, Anthropic `message_start`/`ping`: not content yet.
+    Preamble,
+    /// The provider reports an error in-band.
+    Error(String),
+    /// Real output (or the end marker): the stream is healthy.
+    Content,
+}
+
+pub fn classify(event: &[u8]) -> EventKind {
+    let (name, data) = parse_event(event);
+    if name == Some("error") {
+        return EventKind::Error(error_message(&data).unwrap_or(data));
+    }
+    if matches!(name, Some("ping") | Some("message_start")) {
+        return EventKind::Preamble;
+    }
+    if data.is_empty() {
+        return EventKind::Preamble;
+    }
+    if data.starts_with('{') && data.contains("\"error\"") {
+        #[derive(Deserialize)]
+        struct MaybeError {
+            error: Option<serde_json::Value>,
+        }
+        if let Ok(MaybeError { error: Some(e) }) = serde_json::from_str::<MaybeError>(&data) {
+            let msg = e
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| e.to_string());
+            return EventKind::Error(msg);
+        }
+    }
+    EventKind::Content
+}
+
+fn error_message(data: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(data).ok()?;
+    v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_string)
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+}
+
+impl Usage {
+    /// From a JSON response body: OpenAI `usage.prompt_tokens/completion_tokens` or
+    /// Anthropic `usage.input_tokens/output_tokens`.
+    pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
+        let u = v.get("usage").filter(|u| u.is_object())?;
+        let n = |k: &str| u.get(k).and_then(|x| x.as_u64());
+        Some(Usage {
+            input: n("prompt_tokens").or_else(|| n("input_tokens")).unwrap_or(0),
+            output: n("completion_tokens").or_else(|| n("output_tokens")).unwrap_or(0),
+        })
+    }
+
+    fn add(&mut self, other: Usage) {
+        self.input = self.input.max(other.input);
+        self.output = self.output.max(other.output);
+    }
+}
+
+/// Watches a stream's events for usage, and can hide OpenAI's usage-only chunk from a
+/// client that did not ask for it.
+#[derive(Debug, Default)]
+pub struct UsageTap {
+    pub usage: Option<Usage>,
+}
+
+impl UsageTap {
+    /// Looks at one event; returns whether it should be forwarded when `hide_usage_chunk`.
+    pub fn inspect(&mut self, event: &[u8], hide_usage_chunk: bool) -> bool {
+        let (_, data) = parse_event(event);
+        if !data.contains("\"usage\"") && !data.contains("\"message\"") {
+            return true;
+        }
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) else {
+            return true;
+        };
+        // Anthropic: message_start carries input tokens under `message.usage`.
+        let found = Usage::from_json(&v).or_else(|| v.get("message").and_then(Usage::from_json));
+        if let Some(u) = found {
+            self.usage.get_or_insert_with(Usage::default).add(u);
+        }
+        let usage_only = v.get("choices").and_then(|c| c.as_array()).is_some_and(Vec::is_empty)
+            && v.get("usage").is_some_and(|u| u.is_object());
+        !(hide_usage_chunk && usage_only)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_across_pushes() {
+        let mut s = Splitter::default();
+        s.push(b"data: {\"a\":1}\n");
+        assert_eq!(s.next_event(), None);
+        s.push(b"\ndata: [DONE]\n\nda");
+        assert_eq!(s.next_event().as_deref(), Some(&b"data: {\"a\":1}\n\n"[..]));
+        assert_eq!(s.next_event().as_deref(), Some(&b"data: [DONE]\n\n"[..]));
+        assert_eq!(s.next_event(), None);
+        assert_eq!(&s.take_rest()[..], b"da");
+        let mut s = Splitter::default();
+        s.push(b"event: ping\r\ndata: {}\r\n\r\n");
+        assert!(s.next_event().is_some());
+    }
+
+    #[test]
+    fn classifies_first_events() {
+        assert_eq!(
+            classify(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"),
+            EventKind::Content
+        );
+        assert_eq!(
+            classify(b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n"),
+            EventKind::Error("overloaded".into())
+        );
+        assert_eq!(
+            classify(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"),
+            EventKind::Error("Overloaded".into())
+        );
+        assert_eq!(
+            classify(b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n"),
+            EventKind::Preamble
+        );
+        assert_eq!(classify(b": keep-alive\n\n"), EventKind::Preamble);
+        assert_eq!(classify(b"data: [DONE]\n\n"), EventKind::Content);
+        assert_eq!(
+            classify(b"data: {\"choices\":[{\"delta\":{\"content\":\"the \\\"error\\\" word\"}}]}\n\n"),
+            EventKind::Content
+        );
+    }
+
+    #[test]
+    fn usage_from_openai_stream_and_hiding() {
+        let mut tap = UsageTap::default();
+        assert!(tap.inspect(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"usage\":null}\n\n",
+            true
+        ));
+        let last =
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n";
+        assert!(!tap.inspect(last, true), "hidden from a client that did not ask");
+        assert_eq!(tap.usage, Some(Usage { input: 9, output: 4 }));
+        let mut tap = UsageTap::default();
+        assert!(tap.inspect(last, false));
+    }
+
+    #[test]
+    fn usage_from_anthropic_stream() {
+        let mut tap = UsageTap::default();
+        tap.inspect(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n", false);
+        tap.inspect(
+            b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n",
+            false,
+        );
+        assert_eq!(tap.usage, Some(Usage { input: 25, output: 15 }));
+    }
+
+    #[test]
+    fn usage_from_json_bodies() {
+        let v = serde_json::json!({"usage": {"prompt_tokens": 3, "completion_tokens": 5}});
+        assert_eq!(Usage::from_json(&v), Some(Usage { input: 3, output: 5 }));
+        assert_eq!(Usage::from_json(&serde_json::json!({"usage": null})), None);
+    }
+}

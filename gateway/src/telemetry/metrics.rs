@@ -1,0 +1,120 @@
+//! Prometheus metrics, registered in the default registry of the `prometheus` crate that
+//! pingora-prometheus re-exports. Every label value comes from the configuration (route,
+//! provider and model names) or a closed set (status class, outcome, reason), never from
+//! the client.
+
+use once_cell::sync::Lazy;
+use pingora_prometheus::prometheus::{
+    exponential_buckets, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, HistogramVec,
+    IntCounterVec, IntGaugeVec,
+};
+
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub attempts: IntCounterVec,
+    pub failovers: IntCounterVec,
+    pub ejections: IntCounterVec,
+    pub floor_kept: IntCounterVec,
+    pub provider_state: IntGaugeVec,
+    pub request_duration: HistogramVec,
+    pub ttfb: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub tokens: IntCounterVec,
+    pub reloads: IntCounterVec,
+}
+
+fn buckets() -> Vec<f64> {
+    // 1 ms .. ~131 s
+    exponential_buckets(0.001, 2.0, 18).unwrap_or_default()
+}
+
+/// Registers everything once; a registration failure (a name clash) leaves that metric
+/// unregistered rather than stopping the gateway.
+fn build() -> Result<Metrics, pingora_prometheus::prometheus::Error> {
+    Ok(Metrics {
+        requests: register_int_counter_vec!(
+            "switchyard_requests_total",
+            "Client requests by route and final status class.",
+            &["route", "status_class"]
+        )?,
+        attempts: register_int_counter_vec!(
+            "switchyard_attempts_total",
+            "Upstream attempts by provider and outcome (success, status, transport, timeout, stream, client_gone).",
+            &["provider", "outcome"]
+        )?,
+        failovers: register_int_counter_vec!(
+            "switchyard_failovers_total",
+            "Requests moved from one provider to the next within the same request.",
+            &["from", "to"]
+        )?,
+        ejections: register_int_counter_vec!(
+            "switchyard_ejections_total",
+            "Provider ejections by reason (status, transport, timeout, stream, probe).",
+            &["provider", "reason"]
+        )?,
+        floor_kept: register_int_counter_vec!(
+            "switchyard_ejections_prevented_total",
+            "Ejections not done because maxEjectionPercent keeps that share of the group in service.",
+            &["provider"]
+        )?,
+        provider_state: register_int_gauge_vec!(
+            "switchyard_provider_state",
+            "1 for the provider's current state (healthy, trial, ejected), 0 for the others.",
+            &["backend", "provider", "state"]
+        )?,
+        request_duration: register_histogram_vec!(
+            "switchyard_request_duration_seconds",
+            "Client request duration, by the provider that served it.",
+            &["provider"],
+            buckets()
+        )?,
+        ttfb: register_histogram_vec!(
+            "switchyard_time_to_first_byte_seconds",
+            "Time from the client request to the first response byte sent to it, by provider.",
+            &["provider"],
+            buckets()
+        )?,
+        upstream_duration: register_histogram_vec!(
+            "switchyard_upstream_duration_seconds",
+            "Duration of each upstream attempt, by provider.",
+            &["provider"],
+            buckets()
+        )?,
+        tokens: register_int_counter_vec!(
+            "switchyard_tokens_total",
+            "Tokens reported in responses' usage, by provider, configured model and type (input, output).",
+            &["provider", "model", "type"]
+        )?,
+        reloads: register_int_counter_vec!(
+            "switchyard_config_reloads_total",
+            "Configuration reloads by result (success, failure).",
+            &["result"]
+        )?,
+    })
+}
+
+pub static METRICS: Lazy<Option<Metrics>> = Lazy::new(|| match build() {
+    Ok(m) => Some(m),
+    Err(e) => {
+        tracing::error!(error = %e, "metrics registration failed; metrics disabled");
+        None
+    }
+});
+
+/// Runs `f` with the metrics, when they are registered.
+pub fn with(f: impl FnOnce(&Metrics)) {
+    if let Some(m) = METRICS.as_ref() {
+        f(m);
+    }
+}
+
+/// `2xx`, `4xx`, ...
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
