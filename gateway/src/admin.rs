@@ -1,14 +1,18 @@
 //! The admin listener (loopback by default): `/healthz` (process up), `/readyz` (config
-//! loaded and every backend has a provider in service), `/metrics` (Prometheus text).
+//! loaded and every backend has a provider in service), `/status` (live health of every
+//! provider, JSON), `/metrics` (Prometheus text). Credentials never appear here.
 
-use crate::health::{Clock, SystemClock};
+use crate::health::{Clock, Phase, SystemClock};
 use crate::proxy::Gateway;
+use crate::telemetry::metrics;
 use async_trait::async_trait;
 use http::Response;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use pingora_prometheus::prometheus::{self, Encoder, TextEncoder};
+use serde_json::json;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 pub struct AdminApp {
     pub gateway: Arc<Gateway>,
@@ -46,13 +50,94 @@ impl AdminApp {
             .map(|b| b.balancer.backend.name.as_str())
             .collect();
         if not_ready.is_empty() {
-            json(200, serde_json::json!({"ready": true}))
+            json(200, json!({"ready": true}))
         } else {
-            json(503, serde_json::json!({"ready": false, "allEjected": not_ready}))
+            json(503, json!({"ready": false, "allEjected": not_ready}))
         }
     }
 
+    /// Every backend, group and provider with its health.
+    pub fn status(&self) -> serde_json::Value {
+        let rt = self.gateway.runtime();
+        let now = SystemClock.now();
+        let wall = SystemTime::now();
+        let backends: Vec<serde_json::Value> = rt
+            .backends
+            .iter()
+            .map(|b| {
+                let policy = &b.balancer.backend.health;
+                let groups: Vec<serde_json::Value> = b
+                    .balancer
+                    .backend
+                    .groups
+                    .iter()
+                    .enumerate()
+                    .map(|(gi, _)| {
+                        let providers: Vec<serde_json::Value> = b
+                            .balancer
+                            .providers
+                            .iter()
+                            .filter(|p| p.group == gi)
+                            .map(|p| {
+                                let snap = p.health.snapshot(now, &policy.recovery);
+                                let (requests, failures) = p.health.window.totals(now);
+                                let until = snap.ejected_until.map(|u| {
+                                    let left = Duration::from_millis(u.saturating_sub(now));
+                                    (
+                                        humantime::format_rfc3339_millis(wall + left).to_string(),
+                                        left.as_secs_f64(),
+                                    )
+                                });
+                                json!({
+                                    "name": p.config.name,
+                                    "kind": p.config.kind.as_str(),
+                                    "model": p.config.model,
+                                    "endpoint": b.upstreams[p.index].endpoint.authority(),
+                                    "state": snap.phase.as_str(),
+                                    "ejectedUntil": until.as_ref().map(|u| u.0.clone()),
+                                    "ejectedForSeconds": until.as_ref().map(|u| u.1),
+                                    "consecutiveFailures": snap.consecutive_failures,
+                                    "timesEjected": snap.times_ejected,
+                                    "ejectionStreak": snap.streak,
+                                    "weight": snap.weight,
+                                    "lastError": snap.last_error,
+                                    "requestsLastMinute": requests,
+                                    "failuresLastMinute": failures,
+                                })
+                            })
+                            .collect();
+                        json!({"priority": gi, "providers": providers})
+                    })
+                    .collect();
+                json!({"name": b.balancer.backend.name, "groups": groups})
+            })
+            .collect();
+        json!({"backends": backends})
+    }
+
+    /// Sets the provider state gauges from live health, then renders every metric.
     fn metrics(&self) -> Response<Vec<u8>> {
+        let rt = self.gateway.runtime();
+        let now = SystemClock.now();
+        metrics::with(|m| {
+            m.provider_state.reset();
+            for b in &rt.backends {
+                let recovery = &b.balancer.backend.health.recovery;
+                for p in &b.balancer.providers {
+                    let phase = p.health.snapshot(now, recovery).phase;
+                    for state in [Phase::Healthy, Phase::Trial, Phase::Ejected] {
+                        let value = i64::from(phase == state);
+                        m.provider_state
+                            .with_label_values(&[
+                                b.balancer.backend.name.as_str(),
+                                p.config.name.as_str(),
+                                state.as_str(),
+                            ])
+                            .set(value);
+                    }
+                }
+            }
+        });
         let encoder = TextEncoder::new();
         let mut buf = Vec::new();
         match encoder.encode(&prometheus::gather(), &mut buf) {
@@ -65,12 +150,13 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path();
-        match path {
-            "/healthz" => json(200, serde_json::json!({"status": "ok"})),
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/healthz" => json(200, json!({"status": "ok"})),
             "/readyz" => self.readyz(),
+            "/status" => json(200, self.status()),
             "/metrics" => self.metrics(),
-            other => json(404, serde_json::json!({"error": format!("no admin endpoint {other}")})),
+            other => json(404, json!({"error": format!("no admin endpoint {other}")})),
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod probe;
+pub mod providers;
 pub mod proxy;
 pub mod routing;
 pub mod runtime;

@@ -38,6 +38,7 @@ pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
+    once_cell::sync::Lazy::force(&crate::telemetry::metrics::METRICS);
     let listen = config.listen.clone();
     let admin = config.admin_listen;
     let gateway = Arc::new(Gateway::new(config)?);
@@ -47,6 +48,14 @@ pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, 
         proxy.add_tcp(&addr.to_string());
     }
     server.add_service(proxy);
+    // Always running, so a reload can turn probes on.
+    let prober = crate::probe::Prober {
+        gateway: gateway.clone(),
+    };
+    server.add_service(pingora_core::services::background::background_service(
+        "health probes",
+        prober,
+    ));
     if let Some(addr) = admin {
         let mut svc = Service::new(
             "switchyard admin".to_string(),

@@ -114,6 +114,44 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// `/status` as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        client()
+            .get(self.admin_url("/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// One provider's entry in `/status`.
+    pub async fn provider_status(&self, name: &str) -> serde_json::Value {
+        let status = self.status().await;
+        for b in status["backends"].as_array().unwrap() {
+            for g in b["groups"].as_array().unwrap() {
+                for p in g["providers"].as_array().unwrap() {
+                    if p["name"] == name {
+                        return p.clone();
+                    }
+                }
+            }
+        }
+        panic!("no provider {name} in {status}");
+    }
+
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -217,4 +255,28 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("root")
         .to_path_buf()
+}
+
+/// The value of the sample `name{labels}` in Prometheus text (labels in any order), 0 if absent.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else { continue };
+        let (label_part, value) = match rest.strip_prefix('{') {
+            Some(r) => match r.split_once("} ") {
+                Some((l, v)) => (l, v),
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(v) => ("", v),
+                None => continue,
+            },
+        };
+        let all = labels
+            .iter()
+            .all(|(k, v)| label_part.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        if all {
+            return value.trim().parse().unwrap_or(0.0);
+        }
+    }
+    0.0
 }

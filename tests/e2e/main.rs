@@ -7,4 +7,5 @@ mod harness;
 mod bad_input;
 mod config;
 mod failover;
+mod health;
 mod references;

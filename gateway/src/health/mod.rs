@@ -173,6 +173,8 @@ pub struct ProviderHealth {
     clean: AtomicBool,
     malformed_hint_logged: AtomicBool,
     state: Mutex<State>,
+    /// Attempts and failures in the last minute, for `/status`.
+    pub window: crate::telemetry::window::MinuteWindow,
 }
 
 impl Default for ProviderHealth {
@@ -193,6 +195,7 @@ impl Default for ProviderHealth {
                 probe_successes: 0,
                 ejected_by_probe: false,
             }),
+            window: Default::default(),
         }
     }
 }

@@ -126,10 +126,14 @@ impl Request {
 
     /// The tool name of the call with `id` made earlier in the conversation.
     pub fn tool_name(&self, id: &str) -> Option<String> {
-        self.messages.iter().rev().flat_map(|m| m.parts.iter()).find_map(|p| match p {
-            Part::ToolCall(c) if c.id == id => Some(c.name.clone()),
-            _ => None,
-        })
+        self.messages
+            .iter()
+            .rev()
+            .flat_map(|m| m.parts.iter())
+            .find_map(|p| match p {
+                Part::ToolCall(c) if c.id == id => Some(c.name.clone()),
+                _ => None,
+            })
     }
 }
 

@@ -65,6 +65,15 @@ impl ClientApi {
         }
     }
 
+    /// The name used in [`TranslateError::Unsupported`] when an answer cannot be expressed
+    /// in this API.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientApi::OpenAiChat => "openai",
+            ClientApi::AnthropicMessages => "anthropic",
+        }
+    }
+
     /// Whether a provider of `kind` speaks this API natively.
     fn is_native(self, kind: &ProviderKind) -> bool {
         matches!(
@@ -161,10 +170,7 @@ pub fn prepare(
         Some(p) => p.clone(),
         None => default_path(client, &provider.kind, model.as_deref(), stream)?,
     };
-    let mut headers = vec![(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    )];
+    let mut headers = vec![(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
     if let ProviderKind::Anthropic { version } = &provider.kind {
         let v = HeaderValue::from_str(version)
             .map_err(|_| TranslateError::invalid("anthropic version is not a valid header value"))?;
@@ -211,12 +217,18 @@ fn api_key_header(kind: &ProviderKind, key: &str) -> Result<(HeaderName, HeaderV
             http::header::AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {key}")).map_err(bad)?,
         ),
-        ProviderKind::Anthropic { .. } => (HeaderName::from_static("x-api-key"), HeaderValue::from_str(key).map_err(bad)?),
+        ProviderKind::Anthropic { .. } => (
+            HeaderName::from_static("x-api-key"),
+            HeaderValue::from_str(key).map_err(bad)?,
+        ),
         ProviderKind::Gemini => (
             HeaderName::from_static("x-goog-api-key"),
             HeaderValue::from_str(key).map_err(bad)?,
         ),
-        ProviderKind::Azure { .. } => (HeaderName::from_static("api-key"), HeaderValue::from_str(key).map_err(bad)?),
+        ProviderKind::Azure { .. } => (
+            HeaderName::from_static("api-key"),
+            HeaderValue::from_str(key).map_err(bad)?,
+        ),
     };
     Ok(sensitive(name, value))
 }
@@ -301,9 +313,7 @@ pub(crate) struct ReplyMeta {
 
 impl ReplyMeta {
     fn now(client: ClientApi, model: &str) -> ReplyMeta {
-        let created = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let prefix = match client {
             ClientApi::OpenAiChat => "chatcmpl-",
             ClientApi::AnthropicMessages => "msg_",
@@ -358,8 +368,8 @@ pub(crate) fn translate_reply(
         let reply = match provider {
             ProviderKind::OpenAi | ProviderKind::Azure { .. } => openai::parse_reply(&parsed)?,
             ProviderKind::Anthropic { .. } => anthropic::parse_reply(&parsed)?,
-            ProviderKind::Bedrock { .. } => bedrock::parse_reply(&parsed)?,
-            ProviderKind::Gemini => gemini::parse_reply(&parsed)?,
+            ProviderKind::Bedrock { .. } => bedrock::parse_reply(&parsed, client.name())?,
+            ProviderKind::Gemini => gemini::parse_reply(&parsed, client.name())?,
         };
         match client {
             ClientApi::OpenAiChat => openai::emit_reply(&reply, meta)?,

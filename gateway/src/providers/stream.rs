@@ -95,8 +95,8 @@ pub(crate) fn translator(
     let decoder: Box<dyn Decoder> = match provider {
         ProviderKind::OpenAi | ProviderKind::Azure { .. } => Box::new(SseDecoder::new(openai::ChunkMapper::default())),
         ProviderKind::Anthropic { .. } => Box::new(SseDecoder::new(anthropic::EventMapper::default())),
-        ProviderKind::Bedrock { .. } => Box::new(bedrock::EventStreamDecoder::default()),
-        ProviderKind::Gemini => Box::new(SseDecoder::new(gemini::ChunkMapper::default())),
+        ProviderKind::Bedrock { .. } => Box::new(bedrock::EventStreamDecoder::new(client.name())),
+        ProviderKind::Gemini => Box::new(SseDecoder::new(gemini::ChunkMapper::new(client.name()))),
     };
     let encoder: Box<dyn Encoder> = match client {
         ClientApi::OpenAiChat => Box::new(openai::ChunkEncoder::new(meta, include_usage)),

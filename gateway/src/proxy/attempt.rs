@@ -363,6 +363,9 @@ impl Gateway {
         let slot = &backend.balancer.providers[sel.provider];
         let policy = &backend.balancer.backend.health;
         let now = self.clock.now();
+        slot.health
+            .window
+            .record(now, matches!(outcome, Outcome::Failure { .. }));
         let transition = backend.balancer.with_eject_lock(slot.group, || {
             slot.health
                 .record(outcome, sel.permit, now, &policy.eviction, &policy.recovery, || {
@@ -502,7 +505,7 @@ impl Gateway {
 }
 
 /// Logs a health transition and counts it; returns whether the provider was ejected.
-pub(crate) fn report_transition(provider: &str, transition: Transition) -> bool {
+pub fn report_transition(provider: &str, transition: Transition) -> bool {
     match transition {
         Transition::Ejected { duration, reason } => {
             warn!(provider, reason, seconds = duration.as_secs_f64(), "provider ejected");

@@ -9,6 +9,7 @@
 mod attempt;
 mod headers;
 
+pub use attempt::report_transition;
 pub use headers::{X_ATTEMPTS, X_MODEL, X_PROVIDER, X_REQUEST_ID};
 
 use crate::balancer::{NoProvider, Pick, ProviderSet};
