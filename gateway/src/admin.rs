@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 pub struct AdminApp {
     pub gateway: Arc<Gateway>,
+    pub reloader: Arc<crate::lifecycle::Reloader>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -25,8 +26,7 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> 
         r.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
     let len = r.body().len();
-    r.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
     r
 }
 
@@ -41,12 +41,7 @@ impl AdminApp {
         let not_ready: Vec<&str> = rt
             .backends
             .iter()
-            .filter(|b| {
-                b.balancer
-                    .providers
-                    .iter()
-                    .all(|p| p.health.ejected_until(now).is_some())
-            })
+            .filter(|b| b.balancer.providers.iter().all(|p| p.health.ejected_until(now).is_some()))
             .map(|b| b.balancer.backend.name.as_str())
             .collect();
         if not_ready.is_empty() {
@@ -83,10 +78,7 @@ impl AdminApp {
                                 let (requests, failures) = p.health.window.totals(now);
                                 let until = snap.ejected_until.map(|u| {
                                     let left = Duration::from_millis(u.saturating_sub(now));
-                                    (
-                                        humantime::format_rfc3339_millis(wall + left).to_string(),
-                                        left.as_secs_f64(),
-                                    )
+                                    (humantime::format_rfc3339_millis(wall + left).to_string(), left.as_secs_f64())
                                 });
                                 json!({
                                     "name": p.config.name,
@@ -151,8 +143,20 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
+        let post = session.req_header().method == http::Method::POST;
         match path.as_str() {
-            "/healthz" => json(200, json!({"status": "ok"})),
+            "/reload" if post => {
+                let reloader = self.reloader.clone();
+                match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                    Ok(Ok(())) => json(200, json!({"reloaded": true})),
+                    Ok(Err(errors)) => json(400, json!({"reloaded": false, "errors": errors})),
+                    Err(e) => json(500, json!({"reloaded": false, "errors": [e.to_string()]})),
+                }
+            }
+            "/reload" => json(405, json!({"error": "use POST /reload"})),
+            "/healthz" => {
+                json(200, json!({"status": "ok", "pid": std::process::id(), "inFlight": crate::lifecycle::in_flight()}))
+            }
             "/readyz" => self.readyz(),
             "/status" => json(200, self.status()),
             "/metrics" => self.metrics(),

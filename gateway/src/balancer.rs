@@ -43,9 +43,7 @@ pub struct Group {
 
 impl std::fmt::Debug for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Group")
-            .field("members", &self.members)
-            .finish_non_exhaustive()
+        f.debug_struct("Group").field("members", &self.members).finish_non_exhaustive()
     }
 }
 
@@ -101,17 +99,9 @@ impl Balancer {
                     health: health_for(p),
                 });
             }
-            groups.push(Group {
-                members: idx,
-                rr: RoundRobin::new(),
-                eject_lock: Mutex::new(()),
-            });
+            groups.push(Group { members: idx, rr: RoundRobin::new(), eject_lock: Mutex::new(()) });
         }
-        Balancer {
-            backend,
-            providers,
-            groups,
-        }
+        Balancer { backend, providers, groups }
     }
 
     /// Chooses the provider for the next attempt.
@@ -137,32 +127,20 @@ impl Balancer {
                     continue;
                 }
                 if let Some(permit) = slot.health.acquire(now, recovery, false) {
-                    return Ok(Selection {
-                        provider: slot.index,
-                        permit,
-                        pick: Pick::Fresh,
-                    });
+                    return Ok(Selection { provider: slot.index, permit, pick: Pick::Fresh });
                 }
             }
             // Only ramping providers left in this group: they still beat a lower group.
             if let Some(i) = ramping {
                 if let Some(permit) = self.providers[i].health.acquire(now, recovery, false) {
-                    return Ok(Selection {
-                        provider: i,
-                        permit,
-                        pick: Pick::Fresh,
-                    });
+                    return Ok(Selection { provider: i, permit, pick: Pick::Fresh });
                 }
             }
         }
         for slot in &self.providers {
             if tried.contains(slot.index) && slot.health.is_available(now, recovery) {
                 if let Some(permit) = slot.health.acquire(now, recovery, false) {
-                    return Ok(Selection {
-                        provider: slot.index,
-                        permit,
-                        pick: Pick::Retry,
-                    });
+                    return Ok(Selection { provider: slot.index, permit, pick: Pick::Retry });
                 }
             }
         }
@@ -175,20 +153,11 @@ impl Balancer {
             return Err(NoProvider::Exhausted);
         };
         if is_first_attempt && self.backend.health.when_all_ejected == WhenAllEjected::Reject {
-            let until = self
-                .providers
-                .iter()
-                .filter_map(|s| s.health.ejected_until(now))
-                .min()
-                .unwrap_or(now);
+            let until = self.providers.iter().filter_map(|s| s.health.ejected_until(now)).min().unwrap_or(now);
             return Err(NoProvider::AllEjected { until });
         }
         let permit = slot.health.acquire(now, recovery, true).unwrap_or(Permit::Normal);
-        Ok(Selection {
-            provider: slot.index,
-            permit,
-            pick: Pick::Earliest,
-        })
+        Ok(Selection { provider: slot.index, permit, pick: Pick::Earliest })
     }
 
     /// Whether one more provider of `group` may be ejected under `maxEjectionPercent`.
@@ -198,10 +167,7 @@ impl Balancer {
             return true;
         }
         let members = &self.groups[group].members;
-        let ejected = members
-            .iter()
-            .filter(|&&i| self.providers[i].health.ejected_until(now).is_some())
-            .count();
+        let ejected = members.iter().filter(|&&i| self.providers[i].health.ejected_until(now).is_some()).count();
         (ejected + 1) * 100 <= pct * members.len()
     }
 
@@ -238,22 +204,13 @@ mod tests {
             hint: Some(Duration::from_secs(secs)),
             detail: String::new(),
         };
-        b.providers[i]
-            .health
-            .record(&out, Permit::Normal, now, &h.eviction, &h.recovery, || true);
+        b.providers[i].health.record(&out, Permit::Normal, now, &h.eviction, &h.recovery, || true);
     }
 
     #[test]
     fn first_group_first_and_round_robin_inside() {
-        let b = balancer(
-            &format!(
-                "      - providers: [{}]\n      - providers: [{}, {}]",
-                p("a"),
-                p("b"),
-                p("c")
-            ),
-            "{}",
-        );
+        let b =
+            balancer(&format!("      - providers: [{}]\n      - providers: [{}, {}]", p("a"), p("b"), p("c")), "{}");
         for _ in 0..4 {
             assert_eq!(b.select(ProviderSet::default(), 10, true).unwrap().provider, 0);
         }
@@ -266,10 +223,7 @@ mod tests {
 
     #[test]
     fn skips_ejected_and_tries_earliest_when_all_are() {
-        let b = balancer(
-            &format!("      - providers: [{}]\n      - providers: [{}]", p("a"), p("b")),
-            "{}",
-        );
+        let b = balancer(&format!("      - providers: [{}]\n      - providers: [{}]", p("a"), p("b")), "{}");
         eject(&b, 0, 10, 60);
         assert_eq!(b.select(ProviderSet::default(), 10, true).unwrap().provider, 1);
         eject(&b, 1, 10, 30);
@@ -279,24 +233,16 @@ mod tests {
 
     #[test]
     fn reject_mode_reports_earliest_recovery() {
-        let b = balancer(
-            &format!("      - providers: [{}, {}]", p("a"), p("b")),
-            "{whenAllEjected: reject}",
-        );
+        let b = balancer(&format!("      - providers: [{}, {}]", p("a"), p("b")), "{whenAllEjected: reject}");
         eject(&b, 0, 10, 60);
         eject(&b, 1, 10, 30);
-        assert_eq!(
-            b.select(ProviderSet::default(), 10, true),
-            Err(NoProvider::AllEjected { until: 10 + 30_000 })
-        );
+        assert_eq!(b.select(ProviderSet::default(), 10, true), Err(NoProvider::AllEjected { until: 10 + 30_000 }));
     }
 
     #[test]
     fn retries_a_tried_provider_only_after_fresh_ones() {
-        let b = balancer(
-            &format!("      - providers: [{}, {}]", p("a"), p("b")),
-            "{eviction: {consecutiveFailures: 3}}",
-        );
+        let b =
+            balancer(&format!("      - providers: [{}, {}]", p("a"), p("b")), "{eviction: {consecutiveFailures: 3}}");
         let mut tried = ProviderSet::default();
         tried.insert(0);
         assert_eq!(b.select(tried, 10, false).unwrap().pick, Pick::Fresh);
@@ -321,9 +267,6 @@ mod tests {
         eject(&b, 0, 10, 60);
         assert!(b.may_eject(0, 10));
         eject(&b, 1, 10, 60);
-        assert!(
-            !b.may_eject(0, 10),
-            "a third ejection would leave less than half in service"
-        );
+        assert!(!b.may_eject(0, 10), "a third ejection would leave less than half in service");
     }
 }

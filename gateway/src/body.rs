@@ -97,15 +97,7 @@ impl ChatRequest {
             .unwrap_or(false);
         let stream_options_span = peek.stream_options.map(|raw| span_of(body, raw.get()));
         let empty = body[open + 1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'}');
-        Ok(ChatRequest {
-            model,
-            stream,
-            include_usage,
-            model_span,
-            stream_options_span,
-            empty,
-            open_brace: open + 1,
-        })
+        Ok(ChatRequest { model, stream, include_usage, model_span, stream_options_span, empty, open_brace: open + 1 })
     }
 
     /// The body with `model` set (when given) and, when `ask_usage`, `stream_options` set to
@@ -188,22 +180,13 @@ mod tests {
 
     #[test]
     fn replaces_present_model() {
-        let v = rewrite(
-            r#"{"model": "gpt-4o", "messages": [{"role":"user","content":"model"}]}"#,
-            "mini",
-        );
-        assert_eq!(
-            v,
-            json!({"model":"mini","messages":[{"role":"user","content":"model"}]})
-        );
+        let v = rewrite(r#"{"model": "gpt-4o", "messages": [{"role":"user","content":"model"}]}"#, "mini");
+        assert_eq!(v, json!({"model":"mini","messages":[{"role":"user","content":"model"}]}));
     }
 
     #[test]
     fn adds_absent_model() {
-        assert_eq!(
-            rewrite(r#" { "messages": [] } "#, "m"),
-            json!({"model":"m","messages":[]})
-        );
+        assert_eq!(rewrite(r#" { "messages": [] } "#, "m"), json!({"model":"m","messages":[]}));
         assert_eq!(rewrite("{}", "m"), json!({"model":"m"}));
         assert_eq!(rewrite(r#"{"model":null,"x":1}"#, "m"), json!({"model":"m","x":1}));
     }
@@ -227,17 +210,11 @@ mod tests {
         let r = ChatRequest::parse(&b).unwrap();
         assert!(!r.include_usage);
         let v: Value = serde_json::from_slice(&r.rewrite(&b, Some("m"), true)).unwrap();
-        assert_eq!(
-            v,
-            json!({"model":"m","stream":true,"messages":[],"stream_options":{"include_usage":true}})
-        );
+        assert_eq!(v, json!({"model":"m","stream":true,"messages":[],"stream_options":{"include_usage":true}}));
         let b = Bytes::from_static(br#"{"stream":true,"stream_options":{"include_usage":false}}"#);
         let r = ChatRequest::parse(&b).unwrap();
         let v: Value = serde_json::from_slice(&r.rewrite(&b, Some("m"), true)).unwrap();
-        assert_eq!(
-            v,
-            json!({"model":"m","stream":true,"stream_options":{"include_usage":true}})
-        );
+        assert_eq!(v, json!({"model":"m","stream":true,"stream_options":{"include_usage":true}}));
         let b = Bytes::from_static(br#"{"stream_options":{"include_usage":true}}"#);
         let r = ChatRequest::parse(&b).unwrap();
         assert!(r.include_usage);
@@ -251,9 +228,6 @@ mod tests {
         assert_eq!(ChatRequest::parse(b"[1,2]"), Err(BodyError::NotObject));
         assert_eq!(ChatRequest::parse(br#"{"model":5}"#), Err(BodyError::ModelType));
         assert_eq!(ChatRequest::parse(br#"{"stream":"yes"}"#), Err(BodyError::StreamType));
-        assert!(matches!(
-            ChatRequest::parse(br#"{"a":1} {"b":2}"#),
-            Err(BodyError::Json(_))
-        ));
+        assert!(matches!(ChatRequest::parse(br#"{"a":1} {"b":2}"#), Err(BodyError::Json(_))));
     }
 }

@@ -30,11 +30,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::BodyRead(_) | GatewayError::BadBody(_) => 400,
             GatewayError::AllEjected { .. } => 503,
-            GatewayError::Upstream {
-                kind: TransportKind::Timeout,
-                ..
-            }
-            | GatewayError::Budget => 504,
+            GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => 504,
             GatewayError::Upstream { .. } => 502,
         }
     }
@@ -46,21 +42,14 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => "request_too_large",
             GatewayError::BodyRead(_) | GatewayError::BadBody(_) => "invalid_request_error",
             GatewayError::AllEjected { .. } => "service_unavailable",
-            GatewayError::Upstream {
-                kind: TransportKind::Timeout,
-                ..
-            }
-            | GatewayError::Budget => "timeout",
+            GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => "timeout",
             GatewayError::Upstream { .. } => "bad_gateway",
         }
     }
 
     /// Whether the client may reasonably send the same request again.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            GatewayError::AllEjected { .. } | GatewayError::Upstream { .. } | GatewayError::Budget
-        )
+        matches!(self, GatewayError::AllEjected { .. } | GatewayError::Upstream { .. } | GatewayError::Budget)
     }
 
     pub fn body(&self) -> Vec<u8> {
@@ -81,22 +70,8 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
         assert_eq!(v["error"]["message"], "no route for path /x");
         assert_eq!(v["error"]["type"], "not_found_error");
-        assert_eq!(
-            GatewayError::Upstream {
-                kind: TransportKind::Timeout,
-                detail: String::new()
-            }
-            .status(),
-            504
-        );
-        assert_eq!(
-            GatewayError::Upstream {
-                kind: TransportKind::Connect,
-                detail: String::new()
-            }
-            .status(),
-            502
-        );
+        assert_eq!(GatewayError::Upstream { kind: TransportKind::Timeout, detail: String::new() }.status(), 504);
+        assert_eq!(GatewayError::Upstream { kind: TransportKind::Connect, detail: String::new() }.status(), 502);
         assert!(!GatewayError::BodyTooLarge { limit: 1 }.is_retryable());
     }
 }

@@ -45,10 +45,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging();
-    let opts = ProcessOptions {
-        upgrade: cli.upgrade,
-        upgrade_sock: Some(cli.upgrade_sock),
-    };
+    let opts = ProcessOptions { upgrade: cli.upgrade, upgrade_sock: cli.upgrade_sock, config_path: cli.config.clone() };
     let (server, _gateway) = match server::build(config, &opts) {
         Ok(s) => s,
         Err(e) => {
@@ -65,8 +62,5 @@ fn init_logging() {
     let _ = tracing_log::LogTracer::init();
     let filter = EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

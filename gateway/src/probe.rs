@@ -76,35 +76,23 @@ impl BackgroundService for Prober {
 /// Sends one probe; the answer's status, or what went wrong.
 async fn send_probe(gateway: &Gateway, upstream: &Upstream, probe: &ActiveProbe) -> Result<u16, String> {
     let exchange = async {
-        let peer = upstream
-            .endpoint
-            .peer(SystemClock.now())
-            .await
-            .map_err(|e| e.to_string())?;
+        let peer = upstream.endpoint.peer(SystemClock.now()).await.map_err(|e| e.to_string())?;
         let connector = gateway.connector();
         let (mut session, _) = connector.get_http_session(&*peer).await.map_err(|e| e.to_string())?;
         let mut req =
             RequestHeader::build(probe.method.clone(), probe.path.as_bytes(), Some(3)).map_err(|e| e.to_string())?;
-        req.insert_header(header::HOST, upstream.host_header.clone())
-            .map_err(|e| e.to_string())?;
+        req.insert_header(header::HOST, upstream.host_header.clone()).map_err(|e| e.to_string())?;
         if let Some((name, value)) = &upstream.auth_header {
-            req.insert_header(name.clone(), value.clone())
-                .map_err(|e| e.to_string())?;
+            req.insert_header(name.clone(), value.clone()).map_err(|e| e.to_string())?;
         }
-        req.insert_header(header::CONTENT_LENGTH, "0")
-            .map_err(|e| e.to_string())?;
-        session
-            .write_request_header(Box::new(req))
-            .await
-            .map_err(|e| e.to_string())?;
+        req.insert_header(header::CONTENT_LENGTH, "0").map_err(|e| e.to_string())?;
+        session.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
         session.finish_request_body().await.map_err(|e| e.to_string())?;
         session.read_response_header().await.map_err(|e| e.to_string())?;
         let status = session.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
         // Drain the (small) body so the connection can be reused.
         while let Ok(Some(_)) = session.read_response_body().await {}
-        connector
-            .release_http_session(session, &*peer, Some(crate::upstream::POOL_IDLE))
-            .await;
+        connector.release_http_session(session, &*peer, Some(crate::upstream::POOL_IDLE)).await;
         Ok(status)
     };
     match tokio::time::timeout(probe.timeout, exchange).await {

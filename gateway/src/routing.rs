@@ -15,19 +15,13 @@ impl RouteTable {
     pub fn new(routes: &[Route]) -> RouteTable {
         let mut order: Vec<usize> = (0..routes.len()).collect();
         order.sort_by(|&a, &b| routes[b].path_prefix.len().cmp(&routes[a].path_prefix.len()));
-        RouteTable {
-            order,
-            prefixes: routes.iter().map(|r| r.path_prefix.clone()).collect(),
-        }
+        RouteTable { order, prefixes: routes.iter().map(|r| r.path_prefix.clone()).collect() }
     }
 
     /// The index of the route for `path`. A prefix matches whole path segments: `/model`
     /// matches `/model` and `/model/x`, not `/models`.
     pub fn find(&self, path: &str) -> Option<usize> {
-        self.order
-            .iter()
-            .copied()
-            .find(|&i| prefix_matches(&self.prefixes[i], path))
+        self.order.iter().copied().find(|&i| prefix_matches(&self.prefixes[i], path))
     }
 }
 
@@ -90,14 +84,8 @@ mod tests {
     fn header_modifier_order() {
         let mut m = HeaderModifier::default();
         m.remove.push(http::HeaderName::from_static("x-drop"));
-        m.set.push((
-            http::HeaderName::from_static("x-set"),
-            http::HeaderValue::from_static("new"),
-        ));
-        m.add.push((
-            http::HeaderName::from_static("x-add"),
-            http::HeaderValue::from_static("2"),
-        ));
+        m.set.push((http::HeaderName::from_static("x-set"), http::HeaderValue::from_static("new")));
+        m.add.push((http::HeaderName::from_static("x-add"), http::HeaderValue::from_static("2")));
         let mut h = HeaderMap::new();
         h.insert("x-drop", http::HeaderValue::from_static("1"));
         h.insert("x-set", http::HeaderValue::from_static("old"));

@@ -25,11 +25,8 @@ impl HealthRegistry {
 
     /// Drops the state of providers no longer configured.
     fn retain(&self, config: &Config) {
-        let keep: std::collections::HashSet<(String, String)> = config
-            .backends
-            .iter()
-            .flat_map(|b| b.providers().map(|p| (p.name.clone(), p.endpoint())))
-            .collect();
+        let keep: std::collections::HashSet<(String, String)> =
+            config.backends.iter().flat_map(|b| b.providers().map(|p| (p.name.clone(), p.endpoint()))).collect();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|k, _| keep.contains(k));
     }
@@ -71,22 +68,16 @@ impl Runtime {
             })
             .collect();
         registry.retain(&config);
-        Runtime {
-            routes: RouteTable::new(&config.routes),
-            backends,
-            config,
-        }
+        Runtime { routes: RouteTable::new(&config.routes), backends, config }
     }
 }
 
 fn upstream(p: &ProviderConfig) -> Upstream {
     let auth_header = match &p.auth {
-        Auth::ApiKey(key) => HeaderValue::from_str(&format!("Bearer {}", key.expose()))
-            .ok()
-            .map(|mut v| {
-                v.set_sensitive(true);
-                (http::header::AUTHORIZATION, v)
-            }),
+        Auth::ApiKey(key) => HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok().map(|mut v| {
+            v.set_sensitive(true);
+            (http::header::AUTHORIZATION, v)
+        }),
         Auth::None | Auth::Passthrough => None,
     };
     let host = if (p.tls && p.port == 443) || (!p.tls && p.port == 80) {

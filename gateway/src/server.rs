@@ -1,68 +1,69 @@
-//! Assembles the Pingora server: the proxy service on the configured listeners and the
-//! admin service.
+//! Assembles the Pingora server: the proxy service on the configured listeners, the admin
+//! service, and the background services (health probes, signals, lifecycle).
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::lifecycle::{Lifecycle, Reloader, Signals, UpgradeCommand};
+use crate::probe::Prober;
 use crate::proxy::{Gateway, Proxy};
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Process-level options from the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProcessOptions {
     /// Take over the listening sockets of a running instance (graceful upgrade).
     pub upgrade: bool,
     /// Where sockets are handed over during an upgrade.
-    pub upgrade_sock: Option<String>,
+    pub upgrade_sock: String,
+    /// The configuration file (reloaded on SIGHUP, passed to the upgraded binary).
+    pub config_path: PathBuf,
 }
 
 /// Builds a ready-to-run server for `config`.
 pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, Arc<Gateway>)> {
-    let mut conf = ServerConf {
+    let conf = ServerConf {
         threads: config.threads,
         work_stealing: config.work_stealing,
-        grace_period_seconds: Some(config.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(config.drain_timeout.as_secs()),
+        // Pingora waits this long after a stop before tearing down its runtimes; the
+        // lifecycle service exits earlier, as soon as in-flight requests are done.
+        grace_period_seconds: Some(config.drain_timeout.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: opts.upgrade_sock.clone(),
         ..ServerConf::default()
     };
-    if let Some(sock) = &opts.upgrade_sock {
-        conf.upgrade_sock = sock.clone();
-    }
-    let opt = Opt {
-        upgrade: opts.upgrade,
-        ..Opt::default()
-    };
+    let opt = Opt { upgrade: opts.upgrade, ..Opt::default() };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     once_cell::sync::Lazy::force(&crate::telemetry::metrics::METRICS);
     let listen = config.listen.clone();
     let admin = config.admin_listen;
+    let drain_timeout = config.drain_timeout;
     let gateway = Arc::new(Gateway::new(config)?);
+
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, Proxy(gateway.clone()), "switchyard");
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }
     server.add_service(proxy);
+
     // Always running, so a reload can turn probes on.
-    let prober = crate::probe::Prober {
-        gateway: gateway.clone(),
-    };
-    server.add_service(pingora_core::services::background::background_service(
-        "health probes",
-        prober,
-    ));
+    server.add_service(background_service("health probes", Prober { gateway: gateway.clone() }));
+    let reloader = Arc::new(Reloader::new(opts.config_path.clone(), gateway.clone()));
+    let upgrade = UpgradeCommand { config: opts.config_path.clone(), upgrade_sock: opts.upgrade_sock.clone() };
+    server.add_service(background_service("signals", Signals { reloader: reloader.clone(), upgrade }));
+    server.add_service(background_service("lifecycle", Lifecycle { listen: listen.clone(), drain_timeout }));
+
     if let Some(addr) = admin {
-        let mut svc = Service::new(
-            "switchyard admin".to_string(),
-            HttpServer::new_app(AdminApp {
-                gateway: gateway.clone(),
-            }),
-        );
+        let app = AdminApp { gateway: gateway.clone(), reloader };
+        let mut svc = Service::new("switchyard admin".to_string(), HttpServer::new_app(app));
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }

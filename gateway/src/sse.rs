@@ -95,11 +95,7 @@ pub fn classify(event: &[u8]) -> EventKind {
             error: Option<serde_json::Value>,
         }
         if let Ok(MaybeError { error: Some(e) }) = serde_json::from_str::<MaybeError>(&data) {
-            let msg = e
-                .get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| e.to_string());
+            let msg = e.get("message").and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| e.to_string());
             return EventKind::Error(msg);
         }
     }
@@ -185,10 +181,7 @@ mod tests {
 
     #[test]
     fn classifies_first_events() {
-        assert_eq!(
-            classify(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"),
-            EventKind::Content
-        );
+        assert_eq!(classify(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n"), EventKind::Content);
         assert_eq!(
             classify(b"data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n"),
             EventKind::Error("overloaded".into())
@@ -197,10 +190,7 @@ mod tests {
             classify(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"),
             EventKind::Error("Overloaded".into())
         );
-        assert_eq!(
-            classify(b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n"),
-            EventKind::Preamble
-        );
+        assert_eq!(classify(b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n"), EventKind::Preamble);
         assert_eq!(classify(b": keep-alive\n\n"), EventKind::Preamble);
         assert_eq!(classify(b"data: [DONE]\n\n"), EventKind::Content);
         assert_eq!(
@@ -212,10 +202,7 @@ mod tests {
     #[test]
     fn usage_from_openai_stream_and_hiding() {
         let mut tap = UsageTap::default();
-        assert!(tap.inspect(
-            b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"usage\":null}\n\n",
-            true
-        ));
+        assert!(tap.inspect(b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"usage\":null}\n\n", true));
         let last =
             b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13}}\n\n";
         assert!(!tap.inspect(last, true), "hidden from a client that did not ask");

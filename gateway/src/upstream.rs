@@ -92,9 +92,6 @@ impl Endpoint {
 
     /// On a failed refresh, keep using the last good answer.
     fn stale_or(&self, current: Option<Arc<HttpPeer>>, reason: String) -> Result<Arc<HttpPeer>, ResolveError> {
-        current.ok_or(ResolveError::Failed {
-            host: self.host.clone(),
-            reason,
-        })
+        current.ok_or(ResolveError::Failed { host: self.host.clone(), reason })
     }
 }

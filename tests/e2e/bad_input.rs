@@ -13,9 +13,7 @@ async fn gateway(mock_port: u16, extra: &str) -> Gateway {
 fn assert_openai_error(r: &Reply, status: u16, needle: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     let v = r.json();
-    let msg = v["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error.message in {}", r.body));
+    let msg = v["error"]["message"].as_str().unwrap_or_else(|| panic!("no error.message in {}", r.body));
     assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
     assert!(v["error"]["type"].is_string());
 }
@@ -82,25 +80,10 @@ async fn unknown_path_is_404() {
 /// it came.
 #[tokio::test(flavor = "multi_thread")]
 async fn all_failing_returns_last_upstream_answer() {
-    let a = MockLlm::start(
-        "a",
-        Behavior {
-            status: 503,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
-    let b = MockLlm::start(
-        "b",
-        Behavior {
-            status: 429,
-            retry_after: Some("7".into()),
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let a = MockLlm::start("a", Behavior { status: 503, ..Behavior::default() }).await.unwrap();
+    let b = MockLlm::start("b", Behavior { status: 429, retry_after: Some("7".into()), ..Behavior::default() })
+        .await
+        .unwrap();
     let gw = Gateway::start(&format!(
         "routes:\n  - {{name: r, match: {{pathPrefix: /}}, backend: chat}}\nbackends:\n  chat:\n    groups:\n      - providers: [{}]\n      - providers: [{}]\n    retry: {{attempts: 2}}\n",
         provider("a", &a, ""),
@@ -120,10 +103,7 @@ async fn all_failing_returns_last_upstream_answer() {
     ))
     .await;
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
-    assert_eq!(
-        (r.status, r.provider(), r.header("x-switchyard-attempts")),
-        (503, "a", Some("1"))
-    );
+    assert_eq!((r.status, r.provider(), r.header("x-switchyard-attempts")), (503, "a", Some("1")));
 }
 
 /// When no provider answers at all: 502 (or 504 on timeouts) in the OpenAI error shape.
@@ -132,15 +112,7 @@ async fn no_answer_is_502_or_504() {
     let gw = gateway(free_port(), "").await;
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
     assert_openai_error(&r, 502, "no provider could answer");
-    let slow = MockLlm::start(
-        "slow",
-        Behavior {
-            hang: true,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let slow = MockLlm::start("slow", Behavior { hang: true, ..Behavior::default() }).await.unwrap();
     let gw = Gateway::start(&format!(
         "routes:\n  - {{name: r, match: {{pathPrefix: /}}, timeouts: {{firstByte: 200ms}}, backend: chat}}\nbackends:\n  chat:\n    groups:\n      - providers: [{}]\n",
         provider("slow", &slow, "")

@@ -2,11 +2,8 @@
 
 use crate::harness::*;
 
-const FAKE_KEYS: &[(&str, &str)] = &[
-    ("OPENAI_API_KEY", "sk-test"),
-    ("OPENAI_API_KEY_2", "sk-test-2"),
-    ("ANTHROPIC_API_KEY", "sk-ant-test"),
-];
+const FAKE_KEYS: &[(&str, &str)] =
+    &[("OPENAI_API_KEY", "sk-test"), ("OPENAI_API_KEY_2", "sk-test-2"), ("ANTHROPIC_API_KEY", "sk-ant-test")];
 
 #[test]
 fn every_conf_file_validates() {
@@ -20,10 +17,7 @@ fn every_conf_file_validates() {
             checked += 1;
         }
     }
-    assert!(
-        checked >= 6,
-        "expected demo.yaml and the reference configs, found {checked}"
-    );
+    assert!(checked >= 6, "expected demo.yaml and the reference configs, found {checked}");
 }
 
 #[test]

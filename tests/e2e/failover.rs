@@ -13,15 +13,7 @@ fn two_groups(primary: &str, fallback: &str, health: &str, route_extra: &str) ->
 /// A 1 MiB prompt fails over from a 429 primary and arrives intact at the fallback.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_mib_body_fails_over() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            status: 429,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let primary = MockLlm::start("primary", Behavior { status: 429, ..Behavior::default() }).await.unwrap();
     let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&two_groups(
         &provider("primary", &primary, "big"),
@@ -34,28 +26,13 @@ async fn one_mib_body_fails_over() {
     let body = serde_json::json!({"model": "client", "messages": [{"role": "user", "content": content}]}).to_string();
     assert!(body.len() > 1024 * 1024);
     let r = post(&gw.url("/v1/chat/completions"), body.clone()).await;
-    assert_eq!(
-        (r.status, r.provider(), r.header("x-switchyard-attempts")),
-        (200, "fallback", Some("2")),
-        "{}",
-        r.body
-    );
+    assert_eq!((r.status, r.provider(), r.header("x-switchyard-attempts")), (200, "fallback", Some("2")), "{}", r.body);
     let at_primary = primary.last_request().unwrap();
     let at_fallback = fallback.last_request().unwrap();
-    assert_eq!(
-        at_primary.json().unwrap()["messages"][0]["content"]
-            .as_str()
-            .unwrap()
-            .len(),
-        content.len()
-    );
+    assert_eq!(at_primary.json().unwrap()["messages"][0]["content"].as_str().unwrap().len(), content.len());
     let v = at_fallback.json().unwrap();
     assert_eq!(v["model"], "small");
-    assert_eq!(
-        v["messages"][0]["content"].as_str().unwrap(),
-        content,
-        "body arrives intact"
-    );
+    assert_eq!(v["messages"][0]["content"].as_str().unwrap(), content, "body arrives intact");
 }
 
 /// A primary that refuses connections is skipped within the same request.
@@ -63,42 +40,21 @@ async fn one_mib_body_fails_over() {
 async fn connection_refused_fails_over() {
     let dead = free_port();
     let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
-    let gw = Gateway::start(&two_groups(
-        &provider_x("dead", dead, "", ""),
-        &provider("fallback", &fallback, ""),
-        "{}",
-        "",
-    ))
-    .await;
+    let gw =
+        Gateway::start(&two_groups(&provider_x("dead", dead, "", ""), &provider("fallback", &fallback, ""), "{}", ""))
+            .await;
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
-    assert_eq!(
-        (r.status, r.provider(), r.header("x-switchyard-attempts")),
-        (200, "fallback", Some("2")),
-        "{}",
-        r.body
-    );
+    assert_eq!((r.status, r.provider(), r.header("x-switchyard-attempts")), (200, "fallback", Some("2")), "{}", r.body);
 }
 
 /// A primary that resets the connection is skipped within the same request.
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_reset_fails_over() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            reset: true,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let primary = MockLlm::start("primary", Behavior { reset: true, ..Behavior::default() }).await.unwrap();
     let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
-    let gw = Gateway::start(&two_groups(
-        &provider("primary", &primary, ""),
-        &provider("fallback", &fallback, ""),
-        "{}",
-        "",
-    ))
-    .await;
+    let gw =
+        Gateway::start(&two_groups(&provider("primary", &primary, ""), &provider("fallback", &fallback, ""), "{}", ""))
+            .await;
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
     assert_eq!((r.status, r.provider()), (200, "fallback"), "{}", r.body);
     assert_eq!(primary.requests(), 1);
@@ -107,15 +63,7 @@ async fn connection_reset_fails_over() {
 /// No response head within `timeouts.firstByte` fails over to the next provider.
 #[tokio::test(flavor = "multi_thread")]
 async fn first_byte_timeout_fails_over() {
-    let slow = MockLlm::start(
-        "slow",
-        Behavior {
-            first_byte_delay_ms: 10_000,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let slow = MockLlm::start("slow", Behavior { first_byte_delay_ms: 10_000, ..Behavior::default() }).await.unwrap();
     let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&two_groups(
         &provider("slow", &slow, ""),
@@ -128,30 +76,18 @@ async fn first_byte_timeout_fails_over() {
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
     assert_eq!((r.status, r.provider()), (200, "fallback"), "{}", r.body);
     let took = t.elapsed();
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
-        "took {took:?}"
-    );
-    assert!(
-        slow.wait_for_cancelled(1, Duration::from_secs(2)).await,
-        "the slow attempt's connection is closed"
-    );
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "took {took:?}");
+    assert!(slow.wait_for_cancelled(1, Duration::from_secs(2)).await, "the slow attempt's connection is closed");
 }
 
 /// `Retry-After` on a 429 ejects the provider for that long; afterwards it is tried again
 /// and, once healthy, serves again.
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_ejection_and_recovery() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            status: 429,
-            retry_after: Some("1".into()),
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let primary =
+        MockLlm::start("primary", Behavior { status: 429, retry_after: Some("1".into()), ..Behavior::default() })
+            .await
+            .unwrap();
     let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&two_groups(
         &provider("primary", &primary, ""),
@@ -167,10 +103,7 @@ async fn retry_after_ejection_and_recovery() {
     // Longer than the 200ms configured duration, shorter than Retry-After: still ejected.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let r = post_json(&url, &chat(Some("m"))).await;
-    assert_eq!(
-        (r.provider(), r.header("x-switchyard-attempts")),
-        ("fallback", Some("1"))
-    );
+    assert_eq!((r.provider(), r.header("x-switchyard-attempts")), ("fallback", Some("1")));
     assert_eq!(primary.requests(), 1);
     primary.set_behavior(Behavior::default());
     let back = eventually(Duration::from_secs(5), || async {
@@ -178,10 +111,7 @@ async fn retry_after_ejection_and_recovery() {
     })
     .await;
     assert!(back, "primary serves again after its Retry-After");
-    assert!(
-        ejected_at.elapsed() >= Duration::from_secs(1),
-        "not before Retry-After passed"
-    );
+    assert!(ejected_at.elapsed() >= Duration::from_secs(1), "not before Retry-After passed");
 }
 
 /// Round-robin inside a group spreads sequential requests evenly.
@@ -200,12 +130,7 @@ async fn round_robin_inside_a_group() {
     ))
     .await;
     for _ in 0..30 {
-        assert_eq!(
-            post_json(&gw.url("/v1/chat/completions"), &chat(Some("m")))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await.status, 200);
     }
     let counts: Vec<u64> = mocks.iter().map(MockLlm::requests).collect();
     assert_eq!(counts, vec![10, 10, 10]);
@@ -224,63 +149,31 @@ async fn providers_on_one_endpoint_are_distinct() {
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..4 {
         let r = post_json(&gw.url("/v1/chat/completions"), &chat(None)).await;
-        seen.insert((
-            r.provider().to_string(),
-            r.json()["model"].as_str().unwrap().to_string(),
-        ));
+        seen.insert((r.provider().to_string(), r.json()["model"].as_str().unwrap().to_string()));
     }
-    let expected: std::collections::BTreeSet<_> = [
-        ("one".to_string(), "model-one".to_string()),
-        ("two".to_string(), "model-two".to_string()),
-    ]
-    .into();
+    let expected: std::collections::BTreeSet<_> =
+        [("one".to_string(), "model-one".to_string()), ("two".to_string(), "model-two".to_string())].into();
     assert_eq!(seen, expected);
 }
 
 /// Streaming responses pass through chunk by chunk, with the gateway's headers.
 #[tokio::test(flavor = "multi_thread")]
 async fn streaming_is_unbuffered_and_fails_over() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            status: 503,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
-    let fallback = MockLlm::start(
-        "fallback",
-        Behavior {
-            stream_chunks: 4,
-            chunk_delay_ms: 300,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
-    let gw = Gateway::start(&two_groups(
-        &provider("primary", &primary, ""),
-        &provider("fallback", &fallback, ""),
-        "{}",
-        "",
-    ))
-    .await;
+    let primary = MockLlm::start("primary", Behavior { status: 503, ..Behavior::default() }).await.unwrap();
+    let fallback =
+        MockLlm::start("fallback", Behavior { stream_chunks: 4, chunk_delay_ms: 300, ..Behavior::default() })
+            .await
+            .unwrap();
+    let gw =
+        Gateway::start(&two_groups(&provider("primary", &primary, ""), &provider("fallback", &fallback, ""), "{}", ""))
+            .await;
     let body = serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let t = Instant::now();
-    let mut resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let mut resp = client().post(gw.url("/v1/chat/completions")).body(body.to_string()).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-switchyard-provider"], "fallback");
     assert_eq!(resp.headers()["x-switchyard-attempts"], "2");
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let first = resp.chunk().await.unwrap().unwrap();
     let first_at = t.elapsed();
     assert!(String::from_utf8_lossy(&first).starts_with("data: "));
@@ -289,10 +182,7 @@ async fn streaming_is_unbuffered_and_fails_over() {
         all.extend_from_slice(&c);
     }
     let total = t.elapsed();
-    assert!(
-        total - first_at >= Duration::from_millis(600),
-        "first chunk came {first_at:?}, end {total:?}: buffered?"
-    );
+    assert!(total - first_at >= Duration::from_millis(600), "first chunk came {first_at:?}, end {total:?}: buffered?");
     let text = String::from_utf8(all).unwrap();
     assert!(text.trim_end().ends_with("data: [DONE]"));
     let content: String = text
@@ -335,10 +225,6 @@ async fn headers_and_api_key() {
     assert_eq!(seen.header("x-set"), Some("new"));
     assert_eq!(seen.header("x-secret"), None);
     assert_eq!(seen.header("host"), Some(format!("127.0.0.1:{}", mock.port()).as_str()));
-    assert_eq!(
-        seen.json().unwrap()["model"],
-        "m",
-        "no provider model: the client's passes through"
-    );
+    assert_eq!(seen.json().unwrap()["model"], "m", "no provider model: the client's passes through");
     assert!(!gw.stderr().contains("sk-test-123"), "the key never reaches the log");
 }

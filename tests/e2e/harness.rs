@@ -31,16 +31,8 @@ pub fn provider(name: &str, mock: &MockLlm, model: &str) -> String {
 
 /// Like [`provider`], on any port, with extra fields (`"auth: {passthrough: {}}"`).
 pub fn provider_x(name: &str, port: u16, model: &str, extra: &str) -> String {
-    let kind = if model.is_empty() {
-        "openai: {}".to_string()
-    } else {
-        format!("openai: {{model: \"{model}\"}}")
-    };
-    let extra = if extra.is_empty() {
-        String::new()
-    } else {
-        format!(", {extra}")
-    };
+    let kind = if model.is_empty() { "openai: {}".to_string() } else { format!("openai: {{model: \"{model}\"}}") };
+    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
     format!("{{name: {name}, {kind}, host: 127.0.0.1, port: {port}, tls: false{extra}}}")
 }
 
@@ -55,7 +47,9 @@ impl Gateway {
         let port = free_port();
         let admin_port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = format!("listen: [\"127.0.0.1:{port}\"]\nadmin: {{listen: \"127.0.0.1:{admin_port}\"}}\nthreads: 2\nshutdown: {{drainTimeout: 1s, gracePeriod: 0s}}\n{body}");
+        // `{DIR}` in the body stands for the gateway's own temporary directory.
+        let body = body.replace("{DIR}", &dir.path().display().to_string());
+        let config = format!("listen: [\"127.0.0.1:{port}\"]\nadmin: {{listen: \"127.0.0.1:{admin_port}\"}}\nthreads: 2\nshutdown: {{drainTimeout: 5s}}\n{body}");
         let config_path = dir.path().join("switchyard.yaml");
         std::fs::write(&config_path, &config).expect("write config");
         let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
@@ -70,13 +64,7 @@ impl Gateway {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn switchyard");
-        let gw = Gateway {
-            child,
-            port,
-            admin_port,
-            dir,
-            config_path,
-        };
+        let gw = Gateway { child, port, admin_port, dir, config_path };
         gw.wait_ready().await;
         gw
     }
@@ -85,19 +73,12 @@ impl Gateway {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = client();
         loop {
-            let admin = client
-                .get(format!("http://127.0.0.1:{}/healthz", self.admin_port))
-                .send()
-                .await;
+            let admin = client.get(format!("http://127.0.0.1:{}/healthz", self.admin_port)).send().await;
             let proxy = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await;
             if admin.is_ok_and(|r| r.status() == 200) && proxy.is_ok() {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "gateway did not start; stderr:\n{}",
-                self.stderr()
-            );
+            assert!(Instant::now() < deadline, "gateway did not start; stderr:\n{}", self.stderr());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -116,14 +97,7 @@ impl Gateway {
 
     /// `/status` as JSON.
     pub async fn status(&self) -> serde_json::Value {
-        client()
-            .get(self.admin_url("/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        client().get(self.admin_url("/status")).send().await.unwrap().json().await.unwrap()
     }
 
     /// One provider's entry in `/status`.
@@ -142,14 +116,7 @@ impl Gateway {
     }
 
     pub async fn metrics(&self) -> String {
-        client()
-            .get(self.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        client().get(self.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
     }
 
     pub fn pid(&self) -> u32 {
@@ -165,11 +132,7 @@ impl Drop for Gateway {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().expect("client")
 }
 
 /// A minimal chat request body.
@@ -241,20 +204,13 @@ pub fn validate(path: &Path, env: &[(&str, &str)]) -> (i32, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run validate");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), text)
 }
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf()
 }
 
 /// The value of the sample `name{labels}` in Prometheus text (labels in any order), 0 if absent.
@@ -271,9 +227,7 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 None => continue,
             },
         };
-        let all = labels
-            .iter()
-            .all(|(k, v)| label_part.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        let all = labels.iter().all(|(k, v)| label_part.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
         if all {
             return value.trim().parse().unwrap_or(0.0);
         }

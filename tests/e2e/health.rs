@@ -20,22 +20,13 @@ fn secs(v: &serde_json::Value) -> f64 {
 /// `Retry-After` is honoured on any failing status, here a 503.
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_on_503() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            status: 503,
-            retry_after: Some("3".into()),
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let primary =
+        MockLlm::start("primary", Behavior { status: 503, retry_after: Some("3".into()), ..Behavior::default() })
+            .await
+            .unwrap();
     let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&backend(
-        &[
-            &[provider("primary", &primary, "")],
-            &[provider("fallback", &fallback, "")],
-        ],
+        &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
         "{eviction: {duration: 100ms}}",
         "{}",
     ))
@@ -46,9 +37,7 @@ async fn retry_after_on_503() {
     assert_eq!(st["state"], "ejected");
     assert!(secs(&st) > 2.0 && secs(&st) <= 3.0, "{st}");
     assert_eq!(
-        post_json(&gw.url("/v1/chat/completions"), &chat(Some("m")))
-            .await
-            .header("x-switchyard-attempts"),
+        post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await.header("x-switchyard-attempts"),
         Some("1")
     );
     assert_eq!(primary.requests(), 1);
@@ -57,21 +46,10 @@ async fn retry_after_on_503() {
 /// Repeated ejections without a success grow by `growth`: 0.3s, 0.6s, 1.2s.
 #[tokio::test(flavor = "multi_thread")]
 async fn growth_across_three_ejections() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            status: 500,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let primary = MockLlm::start("primary", Behavior { status: 500, ..Behavior::default() }).await.unwrap();
     let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&backend(
-        &[
-            &[provider("primary", &primary, "")],
-            &[provider("fallback", &fallback, "")],
-        ],
+        &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
         "{eviction: {duration: 300ms, growth: 2.0, maxDuration: 10s}}",
         "{}",
     ))
@@ -80,20 +58,15 @@ async fn growth_across_three_ejections() {
     for (n, expected) in [(1u64, 0.3f64), (2, 0.6), (3, 1.2)] {
         // Wait for the previous ejection to end, so this request is the trial.
         assert!(
-            eventually(Duration::from_secs(5), || async {
-                gw.provider_status("primary").await["state"] != "ejected"
-            })
-            .await
+            eventually(Duration::from_secs(5), || async { gw.provider_status("primary").await["state"] != "ejected" })
+                .await
         );
         let r = post_json(&url, &chat(Some("m"))).await;
         assert_eq!(r.provider(), "fallback");
         let st = gw.provider_status("primary").await;
         assert_eq!(st["timesEjected"], n, "{st}");
         assert_eq!(st["ejectionStreak"], n);
-        assert!(
-            secs(&st) <= expected && secs(&st) > expected - 0.25,
-            "ejection {n}: {st}"
-        );
+        assert!(secs(&st) <= expected && secs(&st) > expected - 0.25, "ejection {n}: {st}");
     }
     assert_eq!(primary.requests(), 3, "one trial request per ejection end");
 }
@@ -102,51 +75,27 @@ async fn growth_across_three_ejections() {
 /// requests go elsewhere; its success brings the provider back.
 #[tokio::test(flavor = "multi_thread")]
 async fn half_open_trial() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            status: 500,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let primary = MockLlm::start("primary", Behavior { status: 500, ..Behavior::default() }).await.unwrap();
     let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&backend(
-        &[
-            &[provider("primary", &primary, "")],
-            &[provider("fallback", &fallback, "")],
-        ],
+        &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
         "{eviction: {duration: 200ms}, recovery: {trialRequests: 1}}",
         "{}",
     ))
     .await;
     let url = gw.url("/v1/chat/completions");
     assert_eq!(post_json(&url, &chat(Some("m"))).await.provider(), "fallback");
-    primary.set_behavior(Behavior {
-        first_byte_delay_ms: 800,
-        ..Behavior::default()
-    });
+    primary.set_behavior(Behavior { first_byte_delay_ms: 800, ..Behavior::default() });
     assert!(
-        eventually(Duration::from_secs(3), || async {
-            gw.provider_status("primary").await["state"] == "trial"
-        })
-        .await
+        eventually(Duration::from_secs(3), || async { gw.provider_status("primary").await["state"] == "trial" }).await
     );
     let trial = tokio::spawn({
         let url = url.clone();
         async move { post_json(&url, &chat(Some("m"))).await }
     });
-    assert!(
-        primary.wait_for_requests(2, Duration::from_secs(3)).await,
-        "the trial reached the primary"
-    );
+    assert!(primary.wait_for_requests(2, Duration::from_secs(3)).await, "the trial reached the primary");
     let during = post_json(&url, &chat(Some("m"))).await;
-    assert_eq!(
-        during.provider(),
-        "fallback",
-        "a concurrent request does not join the trial"
-    );
+    assert_eq!(during.provider(), "fallback", "a concurrent request does not join the trial");
     assert_eq!(primary.requests(), 2);
     let trial = trial.await.unwrap();
     assert_eq!((trial.status, trial.provider()), (200, "primary"));
@@ -157,43 +106,18 @@ async fn half_open_trial() {
 /// `maxEjectionPercent: 50` keeps half of a group in service.
 #[tokio::test(flavor = "multi_thread")]
 async fn max_ejection_floor() {
-    let a = MockLlm::start(
-        "a",
-        Behavior {
-            status: 500,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
-    let b = MockLlm::start(
-        "b",
-        Behavior {
-            status: 500,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let a = MockLlm::start("a", Behavior { status: 500, ..Behavior::default() }).await.unwrap();
+    let b = MockLlm::start("b", Behavior { status: 500, ..Behavior::default() }).await.unwrap();
     let c = MockLlm::start("c", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&backend(
-        &[
-            &[provider("a", &a, ""), provider("b", &b, "")],
-            &[provider("c", &c, "")],
-        ],
+        &[&[provider("a", &a, ""), provider("b", &b, "")], &[provider("c", &c, "")]],
         "{eviction: {duration: 60s, maxEjectionPercent: 50}}",
         "{attempts: 3}",
     ))
     .await;
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
-    assert_eq!(
-        (r.status, r.provider(), r.header("x-switchyard-attempts")),
-        (200, "c", Some("3"))
-    );
-    let states = [
-        gw.provider_status("a").await["state"].clone(),
-        gw.provider_status("b").await["state"].clone(),
-    ];
+    assert_eq!((r.status, r.provider(), r.header("x-switchyard-attempts")), (200, "c", Some("3")));
+    let states = [gw.provider_status("a").await["state"].clone(), gw.provider_status("b").await["state"].clone()];
     assert_eq!(states.iter().filter(|s| **s == "ejected").count(), 1, "{states:?}");
     assert_eq!(states.iter().filter(|s| **s == "healthy").count(), 1, "{states:?}");
     let m = gw.metrics().await;
@@ -218,23 +142,13 @@ fn sse_content(text: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn stream_error_event_fails_over() {
     for bad in [
-        Behavior {
-            stream_error_first: true,
-            status: 200,
-            ..Behavior::default()
-        },
-        Behavior {
-            stream_close_early: true,
-            ..Behavior::default()
-        },
+        Behavior { stream_error_first: true, status: 200, ..Behavior::default() },
+        Behavior { stream_close_early: true, ..Behavior::default() },
     ] {
         let primary = MockLlm::start("primary", bad.clone()).await.unwrap();
         let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
         let gw = Gateway::start(&backend(
-            &[
-                &[provider("primary", &primary, "")],
-                &[provider("fallback", &fallback, "")],
-            ],
+            &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
             "{}",
             "{}",
         ))
@@ -257,32 +171,20 @@ async fn stream_error_event_fails_over() {
 /// error event (never a clean end) and counts against the provider.
 #[tokio::test(flavor = "multi_thread")]
 async fn mid_stream_failure_ends_with_error_event() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            stream_chunks: 4,
-            stream_fail_after: Some(2),
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
-    let gw = Gateway::start(&backend(
-        &[&[provider("primary", &primary, "")]],
-        "{eviction: {consecutiveFailures: 1}}",
-        "{}",
-    ))
-    .await;
+    let primary =
+        MockLlm::start("primary", Behavior { stream_chunks: 4, stream_fail_after: Some(2), ..Behavior::default() })
+            .await
+            .unwrap();
+    let gw =
+        Gateway::start(&backend(&[&[provider("primary", &primary, "")]], "{eviction: {consecutiveFailures: 1}}", "{}"))
+            .await;
     let r = post(&gw.url("/v1/chat/completions"), stream_body()).await;
     assert_eq!(r.status, 200);
     assert!(!r.body.contains("[DONE]"), "{}", r.body);
     let last = r.body.trim_end().lines().last().unwrap().to_string();
     let v: serde_json::Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
     assert!(v["error"]["message"].as_str().unwrap().contains("mid-stream"), "{last}");
-    assert!(
-        !sse_content(&r.body).is_empty(),
-        "content before the failure was delivered"
-    );
+    assert!(!sse_content(&r.body).is_empty(), "content before the failure was delivered");
     let st = gw.provider_status("primary").await;
     assert_eq!(st["state"], "ejected", "{st}");
 }
@@ -291,72 +193,30 @@ async fn mid_stream_failure_ends_with_error_event() {
 /// that is not held against the provider.
 #[tokio::test(flavor = "multi_thread")]
 async fn client_disconnect_cancels_upstream() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            hang: true,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let primary = MockLlm::start("primary", Behavior { hang: true, ..Behavior::default() }).await.unwrap();
     let gw = Gateway::start(&backend(&[&[provider("primary", &primary, "")]], "{}", "{}")).await;
-    let quick = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let sent = quick
-        .post(gw.url("/v1/chat/completions"))
-        .body(chat(Some("m")).to_string())
-        .send()
-        .await;
+    let quick = reqwest::Client::builder().no_proxy().timeout(Duration::from_millis(300)).build().unwrap();
+    let sent = quick.post(gw.url("/v1/chat/completions")).body(chat(Some("m")).to_string()).send().await;
     assert!(sent.is_err(), "the client gave up");
     let t = Instant::now();
-    assert!(
-        primary.wait_for_cancelled(1, Duration::from_secs(1)).await,
-        "upstream closed within 1s"
-    );
+    assert!(primary.wait_for_cancelled(1, Duration::from_secs(1)).await, "upstream closed within 1s");
     assert!(t.elapsed() < Duration::from_secs(1));
     let st = gw.provider_status("primary").await;
-    assert_eq!(
-        (st["state"].as_str(), st["consecutiveFailures"].as_u64()),
-        (Some("healthy"), Some(0))
-    );
+    assert_eq!((st["state"].as_str(), st["consecutiveFailures"].as_u64()), (Some("healthy"), Some(0)));
 
     // The same while streaming.
-    primary.set_behavior(Behavior {
-        stream_chunks: 50,
-        chunk_delay_ms: 200,
-        ..Behavior::default()
-    });
-    let mut resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .body(stream_body())
-        .send()
-        .await
-        .unwrap();
+    primary.set_behavior(Behavior { stream_chunks: 50, chunk_delay_ms: 200, ..Behavior::default() });
+    let mut resp = client().post(gw.url("/v1/chat/completions")).body(stream_body()).send().await.unwrap();
     assert!(resp.chunk().await.unwrap().is_some());
     drop(resp);
-    assert!(
-        primary.wait_for_cancelled(2, Duration::from_secs(1)).await,
-        "stream closed upstream within 1s"
-    );
+    assert!(primary.wait_for_cancelled(2, Duration::from_secs(1)).await, "stream closed upstream within 1s");
     assert_eq!(gw.provider_status("primary").await["state"], "healthy");
 }
 
 /// Active probes eject a provider that fails only its health endpoint, and bring it back.
 #[tokio::test(flavor = "multi_thread")]
 async fn active_probe_ejects_and_restores() {
-    let primary = MockLlm::start(
-        "primary",
-        Behavior {
-            health_status: 503,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let primary = MockLlm::start("primary", Behavior { health_status: 503, ..Behavior::default() }).await.unwrap();
     let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&backend(
         &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
@@ -365,68 +225,34 @@ async fn active_probe_ejects_and_restores() {
     ))
     .await;
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            gw.provider_status("primary").await["state"] == "ejected"
-        })
-        .await
+        eventually(Duration::from_secs(5), || async { gw.provider_status("primary").await["state"] == "ejected" })
+            .await
     );
     let st = gw.provider_status("primary").await;
     assert!(st["lastError"].as_str().unwrap().starts_with("probe"), "{st}");
     let before = primary.requests() - primary.health_requests();
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
     assert_eq!(r.provider(), "fallback");
-    assert_eq!(
-        primary.requests() - primary.health_requests(),
-        before,
-        "no chat request reached the ejected provider"
-    );
+    assert_eq!(primary.requests() - primary.health_requests(), before, "no chat request reached the ejected provider");
     let m = gw.metrics().await;
-    assert_eq!(
-        metric(
-            &m,
-            "switchyard_ejections_total",
-            &[("provider", "primary"), ("reason", "probe")]
-        ),
-        1.0
-    );
+    assert_eq!(metric(&m, "switchyard_ejections_total", &[("provider", "primary"), ("reason", "probe")]), 1.0);
     primary.set_behavior(Behavior::default());
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            gw.provider_status("primary").await["state"] == "healthy"
-        })
-        .await
-    );
-    assert_eq!(
-        post_json(&gw.url("/v1/chat/completions"), &chat(Some("m")))
+        eventually(Duration::from_secs(5), || async { gw.provider_status("primary").await["state"] == "healthy" })
             .await
-            .provider(),
-        "primary"
     );
+    assert_eq!(post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await.provider(), "primary");
 }
 
 /// `whenAllEjected: reject` answers 503 at once with the earliest recovery as Retry-After.
 #[tokio::test(flavor = "multi_thread")]
 async fn reject_mode_when_all_ejected() {
-    let a = MockLlm::start(
-        "a",
-        Behavior {
-            status: 429,
-            retry_after: Some("20".into()),
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
-    let b = MockLlm::start(
-        "b",
-        Behavior {
-            status: 429,
-            retry_after: Some("5".into()),
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let a = MockLlm::start("a", Behavior { status: 429, retry_after: Some("20".into()), ..Behavior::default() })
+        .await
+        .unwrap();
+    let b = MockLlm::start("b", Behavior { status: 429, retry_after: Some("5".into()), ..Behavior::default() })
+        .await
+        .unwrap();
     let gw = Gateway::start(&backend(
         &[&[provider("a", &a, "")], &[provider("b", &b, "")]],
         "{whenAllEjected: reject}",
@@ -448,38 +274,16 @@ async fn reject_mode_when_all_ejected() {
 /// `tryEarliest` (the default) sends the request to the provider whose ejection ends first.
 #[tokio::test(flavor = "multi_thread")]
 async fn try_earliest_when_all_ejected() {
-    let a = MockLlm::start(
-        "a",
-        Behavior {
-            status: 429,
-            retry_after: Some("20".into()),
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
-    let b = MockLlm::start(
-        "b",
-        Behavior {
-            status: 429,
-            retry_after: Some("5".into()),
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
-    let gw = Gateway::start(&backend(
-        &[&[provider("a", &a, "")], &[provider("b", &b, "")]],
-        "{}",
-        "{attempts: 1}",
-    ))
-    .await;
+    let a = MockLlm::start("a", Behavior { status: 429, retry_after: Some("20".into()), ..Behavior::default() })
+        .await
+        .unwrap();
+    let b = MockLlm::start("b", Behavior { status: 429, retry_after: Some("5".into()), ..Behavior::default() })
+        .await
+        .unwrap();
+    let gw =
+        Gateway::start(&backend(&[&[provider("a", &a, "")], &[provider("b", &b, "")]], "{}", "{attempts: 1}")).await;
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
-    assert_eq!(
-        (r.status, r.provider()),
-        (429, "a"),
-        "attempts: 1 — the first request only reached a"
-    );
+    assert_eq!((r.status, r.provider()), (429, "a"), "attempts: 1 — the first request only reached a");
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
     assert_eq!((r.status, r.provider()), (429, "b"));
     b.set_behavior(Behavior::default());

@@ -8,4 +8,5 @@ mod bad_input;
 mod config;
 mod failover;
 mod health;
+mod observability;
 mod references;

@@ -22,11 +22,7 @@ async fn ref000_route_rewrite_and_default_model() {
     let seen = primary.last_request().unwrap();
     assert_eq!(seen.path, "/v1/chat/completions");
     assert_eq!(seen.json().unwrap()["model"], "gpt-4o");
-    assert_eq!(
-        r.json()["model"],
-        "gpt-4o",
-        "the response's model field is the provider's, untouched"
-    );
+    assert_eq!(r.json()["model"], "gpt-4o", "the response's model field is the provider's, untouched");
     assert_eq!(backup.requests(), 0);
 }
 
@@ -47,23 +43,13 @@ async fn ref001_three_priorities() {
     .await;
     let r = post_json(&gw.url("/model"), &chat(Some("anything"))).await;
     assert_eq!((r.status, r.provider()), (200, "gpt-4o"));
-    assert_eq!(
-        a.last_request().unwrap().json().unwrap()["model"],
-        "gpt-4o",
-        "provider model replaces the client's"
-    );
-    a.set_behavior(Behavior {
-        status: 500,
-        ..Behavior::default()
-    });
+    assert_eq!(a.last_request().unwrap().json().unwrap()["model"], "gpt-4o", "provider model replaces the client's");
+    a.set_behavior(Behavior { status: 500, ..Behavior::default() });
     let r = post_json(&gw.url("/model"), &chat(None)).await;
     assert_eq!((r.status, r.provider()), (200, "gpt-4-turbo"));
     assert_eq!(r.header("x-switchyard-attempts"), Some("2"));
     assert_eq!(b.last_request().unwrap().json().unwrap()["model"], "gpt-4.0-turbo");
-    b.set_behavior(Behavior {
-        status: 503,
-        ..Behavior::default()
-    });
+    b.set_behavior(Behavior { status: 503, ..Behavior::default() });
     let r = post_json(&gw.url("/model"), &chat(None)).await;
     assert_eq!((r.status, r.provider()), (200, "gpt-3.5"));
 }
@@ -72,15 +58,7 @@ async fn ref001_three_priorities() {
 /// unhealthy, so the same request is answered by the fallback.
 #[tokio::test(flavor = "multi_thread")]
 async fn ref002_unhealthy_condition_404() {
-    let opus = MockLlm::start(
-        "opus",
-        Behavior {
-            status: 404,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let opus = MockLlm::start("opus", Behavior { status: 404, ..Behavior::default() }).await.unwrap();
     let sonnet = MockLlm::start("sonnet", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&format!(
         "routes:\n  - {{name: r, match: {{pathPrefix: /v1/chat/completions}}, backend: anthropic}}\n\
@@ -104,15 +82,7 @@ async fn ref002_unhealthy_condition_404() {
 /// the fallback.
 #[tokio::test(flavor = "multi_thread")]
 async fn ref003_retry_after_from_route_header() {
-    let mock = MockLlm::start(
-        "mock-gpt-4o",
-        Behavior {
-            status: 429,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mock = MockLlm::start("mock-gpt-4o", Behavior { status: 429, ..Behavior::default() }).await.unwrap();
     let openai = MockLlm::start("openai", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&format!(
         "routes:\n  - name: failover-route\n    match: {{pathPrefix: /openai}}\n    rewrite: {{fullPath: /v1/chat/completions}}\n    responseHeaders: {{add: {{Retry-After: \"60\"}}}}\n    timeouts: {{request: 120s}}\n    backend: failover\n\
@@ -123,10 +93,7 @@ async fn ref003_retry_after_from_route_header() {
     .await;
     let body = serde_json::json!({"model": "", "messages": [{"role": "user", "content": "What is 2+2?"}]});
     let r = post_with(
-        client()
-            .post(gw.url("/openai"))
-            .header("authorization", "Bearer client-token")
-            .body(body.to_string()),
+        client().post(gw.url("/openai")).header("authorization", "Bearer client-token").body(body.to_string()),
     )
     .await;
     assert_eq!(
@@ -135,11 +102,7 @@ async fn ref003_retry_after_from_route_header() {
         "{}",
         r.body
     );
-    assert_eq!(
-        mock.last_request().unwrap().header("authorization"),
-        Some("Bearer client-token"),
-        "passthrough auth"
-    );
+    assert_eq!(mock.last_request().unwrap().header("authorization"), Some("Bearer client-token"), "passthrough auth");
     assert_eq!(
         openai.last_request().unwrap().header("authorization"),
         None,
@@ -147,10 +110,7 @@ async fn ref003_retry_after_from_route_header() {
     );
     for _ in 0..3 {
         let r = post_json(&gw.url("/openai"), &body).await;
-        assert_eq!(
-            (r.status, r.provider(), r.header("x-switchyard-attempts")),
-            (200, "openai-fallback", Some("1"))
-        );
+        assert_eq!((r.status, r.provider(), r.header("x-switchyard-attempts")), (200, "openai-fallback", Some("1")));
     }
     assert_eq!(mock.requests(), 1, "ejected for the 60s Retry-After");
     assert_eq!(openai.requests(), 4);
@@ -160,15 +120,7 @@ async fn ref003_retry_after_from_route_header() {
 /// answers. (The Bedrock fallback of the reference comes with the provider translation.)
 #[tokio::test(flavor = "multi_thread")]
 async fn ref004_primary_5xx_falls_back() {
-    let failing = MockLlm::start(
-        "always-failing",
-        Behavior {
-            status: 500,
-            ..Behavior::default()
-        },
-    )
-    .await
-    .unwrap();
+    let failing = MockLlm::start("always-failing", Behavior { status: 500, ..Behavior::default() }).await.unwrap();
     let aws = MockLlm::start("aws", Behavior::default()).await.unwrap();
     let gw = Gateway::start(&format!(
         "routes:\n  - {{name: provider-fallback, match: {{pathPrefix: /}}, backend: fallback}}\n\
@@ -179,11 +131,7 @@ async fn ref004_primary_5xx_falls_back() {
         provider("aws", &aws, "us.meta.llama3-2-1b-instruct-v1:0"),
     ))
     .await;
-    let r = post_json(
-        &gw.url("/v1/chat/completions"),
-        &chat(Some("us.meta.llama3-2-1b-instruct-v1:0")),
-    )
-    .await;
+    let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("us.meta.llama3-2-1b-instruct-v1:0"))).await;
     assert_eq!((r.status, r.provider()), (200, "aws"), "{}", r.body);
     assert_eq!(failing.requests(), 1);
 }

@@ -50,7 +50,6 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub max_request_body_bytes: usize,
     pub drain_timeout: Duration,
-    pub grace_period: Duration,
     pub access_log: crate::telemetry::access_log::Destination,
     pub routes: Vec<Route>,
     pub backends: Vec<Arc<Backend>>,
@@ -260,13 +259,8 @@ pub enum TransportKind {
 }
 
 impl TransportKind {
-    pub const ALL: [TransportKind; 5] = [
-        TransportKind::Connect,
-        TransportKind::Reset,
-        TransportKind::Dns,
-        TransportKind::Tls,
-        TransportKind::Timeout,
-    ];
+    pub const ALL: [TransportKind; 5] =
+        [TransportKind::Connect, TransportKind::Reset, TransportKind::Dns, TransportKind::Tls, TransportKind::Timeout];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -281,17 +275,15 @@ impl TransportKind {
 
 /// Reads and validates a configuration file.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        errors: vec![format!("{}: cannot read: {e}", path.display())],
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError { errors: vec![format!("{}: cannot read: {e}", path.display())] })?;
     load_str(&text)
 }
 
 /// Parses and validates a configuration document.
 pub fn load_str(text: &str) -> Result<Config, ConfigError> {
-    let doc: Value = serde_yaml::from_str(text).map_err(|e| ConfigError {
-        errors: vec![format!("YAML syntax: {}", tidy(&e.to_string()))],
-    })?;
+    let doc: Value = serde_yaml::from_str(text)
+        .map_err(|e| ConfigError { errors: vec![format!("YAML syntax: {}", tidy(&e.to_string()))] })?;
     let mut cx = Errors::default();
     let config = build(doc, &mut cx);
     match config {
@@ -374,19 +366,13 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
     for (i, l) in raw.listen.iter().enumerate() {
         match l.parse::<SocketAddr>() {
             Ok(a) => listen.push(a),
-            Err(_) => cx.push(
-                &format!("listen[{i}]"),
-                format!("invalid address {l:?}; expected IP:PORT"),
-            ),
+            Err(_) => cx.push(&format!("listen[{i}]"), format!("invalid address {l:?}; expected IP:PORT")),
         }
     }
     let admin_listen = raw.admin.and_then(|a| match a.listen.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            cx.push(
-                "admin.listen",
-                format!("invalid address {:?}; expected IP:PORT", a.listen),
-            );
+            cx.push("admin.listen", format!("invalid address {:?}; expected IP:PORT", a.listen));
             None
         }
     });
@@ -417,16 +403,8 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         }
         (_, Some(p)) => Destination::File(p.to_string()),
     };
-    let drain_timeout = cx.duration(
-        raw.shutdown.drain_timeout.as_deref(),
-        Duration::from_secs(30),
-        "shutdown.drainTimeout",
-    );
-    let grace_period = cx.duration(
-        raw.shutdown.grace_period.as_deref(),
-        Duration::from_secs(0),
-        "shutdown.gracePeriod",
-    );
+    let drain_timeout =
+        cx.duration(raw.shutdown.drain_timeout.as_deref(), Duration::from_secs(30), "shutdown.drainTimeout");
 
     // Backends first, so routes can be checked against their names.
     let mut backends = Vec::new();
@@ -469,27 +447,17 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         let response_headers = header_modifier(&r.response_headers, &format!("{path}.responseHeaders"), cx);
         let t = &r.timeouts;
         let timeouts = Timeouts {
-            request: cx.duration(
-                t.request.as_deref(),
-                Duration::from_secs(300),
-                &format!("{path}.timeouts.request"),
-            ),
+            request: cx.duration(t.request.as_deref(), Duration::from_secs(300), &format!("{path}.timeouts.request")),
             first_byte: cx.duration(
                 t.first_byte.as_deref(),
                 Duration::from_secs(60),
                 &format!("{path}.timeouts.firstByte"),
             ),
-            connect: cx.duration(
-                t.connect.as_deref(),
-                Duration::from_secs(5),
-                &format!("{path}.timeouts.connect"),
-            ),
+            connect: cx.duration(t.connect.as_deref(), Duration::from_secs(5), &format!("{path}.timeouts.connect")),
         };
-        for (field, d) in [
-            ("request", timeouts.request),
-            ("firstByte", timeouts.first_byte),
-            ("connect", timeouts.connect),
-        ] {
+        for (field, d) in
+            [("request", timeouts.request), ("firstByte", timeouts.first_byte), ("connect", timeouts.connect)]
+        {
             if d.is_zero() {
                 cx.push(&format!("{path}.timeouts.{field}"), "must be greater than 0");
             }
@@ -523,7 +491,6 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         admin_listen,
         max_request_body_bytes,
         drain_timeout,
-        grace_period,
         access_log,
         routes,
         backends,
@@ -576,13 +543,7 @@ fn build_backend(
         let mut providers = Vec::new();
         for (pi, value) in group.providers.into_iter().enumerate() {
             if providers.len() + groups.iter().map(Vec::len).sum::<usize>() >= crate::balancer::MAX_PROVIDERS {
-                cx.push(
-                    &gpath,
-                    format!(
-                        "a backend may have at most {} providers",
-                        crate::balancer::MAX_PROVIDERS
-                    ),
-                );
+                cx.push(&gpath, format!("a backend may have at most {} providers", crate::balancer::MAX_PROVIDERS));
                 break;
             }
             let ppath = format!("{gpath}.providers[{pi}]");
@@ -601,12 +562,7 @@ fn build_backend(
     }
     let health = build_health(&raw.health, &format!("{path}.health"), cx);
     let retry = build_retry(&raw.retry, &format!("{path}.retry"), cx);
-    Some(Backend {
-        name: name.to_string(),
-        groups,
-        health,
-        retry,
-    })
+    Some(Backend { name: name.to_string(), groups, health, retry })
 }
 
 fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderConfig> {
@@ -620,22 +576,14 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
     }
     if let Some(a) = raw.anthropic {
         let version = a.version.unwrap_or_else(|| "2023-06-01".to_string());
-        kinds.push((
-            ProviderKind::Anthropic { version },
-            a.model,
-            "api.anthropic.com".to_string(),
-        ));
+        kinds.push((ProviderKind::Anthropic { version }, a.model, "api.anthropic.com".to_string()));
     }
     if let Some(b) = raw.bedrock {
         let host = format!("bedrock-runtime.{}.amazonaws.com", b.region);
         kinds.push((ProviderKind::Bedrock { region: b.region }, Some(b.model), host));
     }
     if let Some(g) = raw.gemini {
-        kinds.push((
-            ProviderKind::Gemini,
-            g.model,
-            "generativelanguage.googleapis.com".to_string(),
-        ));
+        kinds.push((ProviderKind::Gemini, g.model, "generativelanguage.googleapis.com".to_string()));
     }
     if let Some(az) = raw.azure {
         let host = match (&az.resource, &raw.host) {
@@ -646,17 +594,11 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
                 String::new()
             }
         };
-        let kind = ProviderKind::Azure {
-            deployment: az.deployment.clone(),
-            api_version: az.api_version,
-        };
+        let kind = ProviderKind::Azure { deployment: az.deployment.clone(), api_version: az.api_version };
         kinds.push((kind, Some(az.deployment), host));
     }
     if kinds.len() != 1 {
-        cx.push(
-            path,
-            "give exactly one provider kind: openai, anthropic, bedrock, gemini or azure",
-        );
+        cx.push(path, "give exactly one provider kind: openai, anthropic, bedrock, gemini or azure");
         return None;
     }
     let Some((kind, model, default_host)) = kinds.pop() else {
@@ -741,31 +683,20 @@ fn read_secret(secret: &RawSecret) -> Result<Secret, String> {
 }
 
 fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
-    let condition = raw
-        .unhealthy_condition
-        .as_deref()
-        .and_then(|src| match Condition::compile(src) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                cx.push(&format!("{path}.unhealthyCondition"), e);
-                None
-            }
-        });
+    let condition = raw.unhealthy_condition.as_deref().and_then(|src| match Condition::compile(src) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            cx.push(&format!("{path}.unhealthyCondition"), e);
+            None
+        }
+    });
     let e = &raw.eviction;
     let epath = format!("{path}.eviction");
     let eviction = Eviction {
-        duration: cx.duration(
-            e.duration.as_deref(),
-            Duration::from_secs(5),
-            &format!("{epath}.duration"),
-        ),
+        duration: cx.duration(e.duration.as_deref(), Duration::from_secs(5), &format!("{epath}.duration")),
         consecutive_failures: e.consecutive_failures.unwrap_or(1),
         growth: e.growth.unwrap_or(2.0),
-        max_duration: cx.duration(
-            e.max_duration.as_deref(),
-            Duration::from_secs(300),
-            &format!("{epath}.maxDuration"),
-        ),
+        max_duration: cx.duration(e.max_duration.as_deref(), Duration::from_secs(300), &format!("{epath}.maxDuration")),
         max_ejection_percent: e.max_ejection_percent.unwrap_or(100),
     };
     if eviction.consecutive_failures == 0 {
@@ -791,16 +722,8 @@ fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
     let active = raw.active.as_ref().map(|a| {
         let apath = format!("{path}.active");
         let probe = ActiveProbe {
-            interval: cx.duration(
-                a.interval.as_deref(),
-                Duration::from_secs(10),
-                &format!("{apath}.interval"),
-            ),
-            timeout: cx.duration(
-                a.timeout.as_deref(),
-                Duration::from_secs(2),
-                &format!("{apath}.timeout"),
-            ),
+            interval: cx.duration(a.interval.as_deref(), Duration::from_secs(10), &format!("{apath}.interval")),
+            timeout: cx.duration(a.timeout.as_deref(), Duration::from_secs(2), &format!("{apath}.timeout")),
             method: match a.request.method.as_deref().unwrap_or("GET").parse::<http::Method>() {
                 Ok(m) => m,
                 Err(_) => {
@@ -834,13 +757,7 @@ fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
             WhenAllEjected::TryEarliest
         }
     };
-    HealthPolicy {
-        condition,
-        eviction,
-        recovery,
-        active,
-        when_all_ejected,
-    }
+    HealthPolicy { condition, eviction, recovery, active, when_all_ejected }
 }
 
 fn build_retry(raw: &RawRetry, path: &str, cx: &mut Errors) -> RetryPolicy {
@@ -878,10 +795,5 @@ fn build_retry(raw: &RawRetry, path: &str, cx: &mut Errors) -> RetryPolicy {
         max: cx.duration(b.max.as_deref(), Duration::from_secs(2), &format!("{path}.backoff.max")),
         jitter: b.jitter.unwrap_or(true),
     };
-    RetryPolicy {
-        attempts: attempts.max(1),
-        on_status,
-        on_transport,
-        backoff,
-    }
+    RetryPolicy { attempts: attempts.max(1), on_status, on_transport, backoff }
 }

@@ -54,10 +54,8 @@ pub struct RawAccessLog {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawShutdown {
-    /// How long a stopping or upgrading process keeps serving in-flight requests.
+    /// How long a stopping or upgrading process lets in-flight requests finish.
     pub drain_timeout: Option<String>,
-    /// How long the old process waits after handing its sockets to a new one.
-    pub grace_period: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

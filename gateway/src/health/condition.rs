@@ -29,18 +29,13 @@ impl Condition {
     /// variable name is a configuration error, not a silent `false` at run time.
     pub fn compile(source: &str) -> Result<Condition, String> {
         let program = Program::compile(source).map_err(|e| format!("invalid CEL expression {source:?}: {e}"))?;
-        let condition = Condition {
-            source: source.into(),
-            program: Arc::new(program),
-            uses_headers: source.contains("headers"),
-        };
+        let condition =
+            Condition { source: source.into(), program: Arc::new(program), uses_headers: source.contains("headers") };
         let mut sample = HeaderMap::new();
         sample.insert("content-type", http::HeaderValue::from_static("application/json"));
         match condition.try_eval(200, &sample) {
             Ok(_) => Ok(condition),
-            Err(e) => Err(format!(
-                "CEL expression {source:?} does not evaluate on a sample response: {e}"
-            )),
+            Err(e) => Err(format!("CEL expression {source:?} does not evaluate on a sample response: {e}")),
         }
     }
 

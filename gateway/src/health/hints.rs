@@ -107,11 +107,7 @@ mod tests {
         let future = httpdate::fmt_http_date(now() + Duration::from_secs(120));
         assert_eq!(retry_after(&future, now()), Some(Duration::from_secs(120)));
         let past = httpdate::fmt_http_date(now() - Duration::from_secs(120));
-        assert_eq!(
-            retry_after(&past, now()),
-            Some(Duration::ZERO),
-            "a date in the past means now"
-        );
+        assert_eq!(retry_after(&past, now()), Some(Duration::ZERO), "a date in the past means now");
         assert_eq!(retry_after("soon", now()), None);
         assert_eq!(retry_after("-5", now()), None);
     }

@@ -205,11 +205,7 @@ impl Default for ProviderHealth {
 pub fn ejection_duration(eviction: &Eviction, streak: u32, hint: Option<Duration>) -> Duration {
     let grown = eviction.duration.as_secs_f64() * eviction.growth.powi(streak.min(64) as i32);
     let max = eviction.max_duration;
-    let base = if grown.is_finite() && grown < max.as_secs_f64() {
-        Duration::from_secs_f64(grown)
-    } else {
-        max
-    };
+    let base = if grown.is_finite() && grown < max.as_secs_f64() { Duration::from_secs_f64(grown) } else { max };
     base.max(hint.unwrap_or(Duration::ZERO).min(max))
 }
 
@@ -361,12 +357,8 @@ impl ProviderHealth {
         s.ramp_start = None;
         s.ejected_by_probe = kind == FailureKind::Probe;
         self.clean.store(false, Ordering::Release);
-        self.ejected_until
-            .store(now + (duration.as_millis() as u64).max(1), Ordering::Release);
-        Transition::Ejected {
-            duration,
-            reason: kind.reason(),
-        }
+        self.ejected_until.store(now + (duration.as_millis() as u64).max(1), Ordering::Release);
+        Transition::Ejected { duration, reason: kind.reason() }
     }
 
     /// Records an active probe. `unhealthy` failures in a row eject (reason `probe`);
@@ -437,11 +429,7 @@ impl ProviderHealth {
             streak: s.streak,
             times_ejected: s.times_ejected,
             last_error: s.last_error.clone(),
-            weight: if phase == Phase::Healthy {
-                ramp_weight(s.ramp_start, now, recovery)
-            } else {
-                0.0
-            },
+            weight: if phase == Phase::Healthy { ramp_weight(s.ramp_start, now, recovery) } else { 0.0 },
         }
     }
 }
@@ -477,18 +465,11 @@ mod tests {
     }
 
     fn recovery(trial: u32, ramp: u64) -> Recovery {
-        Recovery {
-            trial_requests: trial,
-            ramp_up: Duration::from_secs(ramp),
-        }
+        Recovery { trial_requests: trial, ramp_up: Duration::from_secs(ramp) }
     }
 
     fn fail(hint: Option<u64>) -> Outcome {
-        Outcome::Failure {
-            kind: FailureKind::Status(429),
-            hint: hint.map(Duration::from_secs),
-            detail: "429".into(),
-        }
+        Outcome::Failure { kind: FailureKind::Status(429), hint: hint.map(Duration::from_secs), detail: "429".into() }
     }
 
     const T0: Millis = 1_000;
@@ -498,23 +479,11 @@ mod tests {
     fn ejects_at_exactly_consecutive_failures() {
         let h = ProviderHealth::default();
         let (e, r) = (eviction(10, 3), recovery(1, 0));
-        assert_eq!(
-            h.record(&fail(None), Permit::Normal, T0, &e, &r, || true),
-            Transition::Nothing
-        );
-        assert_eq!(
-            h.record(&fail(None), Permit::Normal, T0, &e, &r, || true),
-            Transition::Nothing
-        );
+        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
+        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
         assert!(h.ejected_until(T0).is_none());
         let t = h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(
-            t,
-            Transition::Ejected {
-                duration: Duration::from_secs(10),
-                reason: "status"
-            }
-        );
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
         assert_eq!(h.ejected_until(T0), Some(T0 + 10 * SEC));
         assert!(!h.is_available(T0 + 10 * SEC - 1, &r));
         assert!(h.is_available(T0 + 10 * SEC, &r));
@@ -526,10 +495,7 @@ mod tests {
         let (e, r) = (eviction(10, 2), recovery(1, 0));
         h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
         h.record(&Outcome::Success, Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(
-            h.record(&fail(None), Permit::Normal, T0, &e, &r, || true),
-            Transition::Nothing
-        );
+        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
         assert_eq!(h.snapshot(T0, &r).consecutive_failures, 1);
     }
 
@@ -538,30 +504,15 @@ mod tests {
         let h = ProviderHealth::default();
         let (e, r) = (eviction(10, 1), recovery(1, 0));
         let t = h.record(&fail(Some(60)), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(
-            t,
-            Transition::Ejected {
-                duration: Duration::from_secs(60),
-                reason: "status"
-            }
-        );
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(60), reason: "status" });
         let h = ProviderHealth::default();
         let t = h.record(&fail(Some(100_000)), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(
-            t,
-            Transition::Ejected {
-                duration: Duration::from_secs(300),
-                reason: "status"
-            }
-        );
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(300), reason: "status" });
         let h = ProviderHealth::default();
         let t = h.record(&fail(Some(1)), Permit::Normal, T0, &e, &r, || true);
         assert_eq!(
             t,
-            Transition::Ejected {
-                duration: Duration::from_secs(10),
-                reason: "status"
-            },
+            Transition::Ejected { duration: Duration::from_secs(10), reason: "status" },
             "shorter hint loses"
         );
     }
@@ -586,17 +537,10 @@ mod tests {
         assert_eq!(h.acquire(T0, &r, false), None, "ejected");
         assert_eq!(h.acquire(T0, &r, true), Some(Permit::Normal), "forced when all ejected");
         assert_eq!(h.acquire(later, &r, false), Some(Permit::Trial));
-        assert_eq!(
-            h.acquire(later, &r, false),
-            None,
-            "second concurrent request goes elsewhere"
-        );
+        assert_eq!(h.acquire(later, &r, false), None, "second concurrent request goes elsewhere");
         assert!(!h.is_available(later, &r));
         assert_eq!(h.snapshot(later, &r).phase, Phase::Trial);
-        assert_eq!(
-            h.record(&Outcome::Success, Permit::Trial, later, &e, &r, || true),
-            Transition::Restored
-        );
+        assert_eq!(h.record(&Outcome::Success, Permit::Trial, later, &e, &r, || true), Transition::Restored);
         assert_eq!(h.acquire(later, &r, false), Some(Permit::Normal));
         assert_eq!(h.snapshot(later, &r).phase, Phase::Healthy);
     }
@@ -641,13 +585,7 @@ mod tests {
         let p = h.acquire(later, &r, false).unwrap();
         h.record(&Outcome::Success, p, later, &e, &r, || true);
         let t = h.record(&fail(None), Permit::Normal, later, &e, &r, || true);
-        assert_eq!(
-            t,
-            Transition::Ejected {
-                duration: Duration::from_secs(10),
-                reason: "status"
-            }
-        );
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
     }
 
     #[test]
@@ -659,24 +597,15 @@ mod tests {
         let a = h.acquire(later, &r, false).unwrap();
         let b = h.acquire(later, &r, false).unwrap();
         assert_eq!(h.acquire(later, &r, false), None);
-        assert_eq!(
-            h.record(&Outcome::Success, a, later, &e, &r, || true),
-            Transition::Nothing
-        );
-        assert_eq!(
-            h.record(&Outcome::Success, b, later, &e, &r, || true),
-            Transition::Restored
-        );
+        assert_eq!(h.record(&Outcome::Success, a, later, &e, &r, || true), Transition::Nothing);
+        assert_eq!(h.record(&Outcome::Success, b, later, &e, &r, || true), Transition::Restored);
     }
 
     #[test]
     fn floor_keeps_provider_in() {
         let h = ProviderHealth::default();
         let (e, r) = (eviction(10, 1), recovery(1, 0));
-        assert_eq!(
-            h.record(&fail(None), Permit::Normal, T0, &e, &r, || false),
-            Transition::KeptByFloor
-        );
+        assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || false), Transition::KeptByFloor);
         assert!(h.is_available(T0, &r));
     }
 
@@ -698,25 +627,13 @@ mod tests {
     fn probes_eject_and_restore() {
         let h = ProviderHealth::default();
         let e = eviction(10, 1);
+        assert_eq!(h.record_probe(false, "503", T0, (2, 2), &e, || true), Transition::Nothing);
         assert_eq!(
             h.record_probe(false, "503", T0, (2, 2), &e, || true),
-            Transition::Nothing
+            Transition::Ejected { duration: Duration::from_secs(10), reason: "probe" }
         );
-        assert_eq!(
-            h.record_probe(false, "503", T0, (2, 2), &e, || true),
-            Transition::Ejected {
-                duration: Duration::from_secs(10),
-                reason: "probe"
-            }
-        );
-        assert_eq!(
-            h.record_probe(true, "", T0 + SEC, (2, 2), &e, || true),
-            Transition::Nothing
-        );
-        assert_eq!(
-            h.record_probe(true, "", T0 + 2 * SEC, (2, 2), &e, || true),
-            Transition::Restored
-        );
+        assert_eq!(h.record_probe(true, "", T0 + SEC, (2, 2), &e, || true), Transition::Nothing);
+        assert_eq!(h.record_probe(true, "", T0 + 2 * SEC, (2, 2), &e, || true), Transition::Restored);
         assert!(h.ejected_until(T0 + 2 * SEC).is_none());
     }
 
@@ -726,10 +643,7 @@ mod tests {
         let (e, r) = (eviction(10, 1), recovery(1, 0));
         h.record(&fail(Some(60)), Permit::Normal, T0, &e, &r, || true);
         for i in 0..5 {
-            assert_eq!(
-                h.record_probe(true, "", T0 + i * SEC, (2, 2), &e, || true),
-                Transition::Nothing
-            );
+            assert_eq!(h.record_probe(true, "", T0 + i * SEC, (2, 2), &e, || true), Transition::Nothing);
         }
         assert_eq!(h.ejected_until(T0), Some(T0 + 60 * SEC));
     }
@@ -742,19 +656,13 @@ mod tests {
         let r = recovery(1, 0);
         h.record(&fail(None), Permit::Normal, T0, &eviction(10, 1), &r, || true);
         let changed = eviction(1, 5);
-        assert_eq!(
-            h.record(&fail(None), Permit::Normal, T0 + SEC, &changed, &r, || true),
-            Transition::Nothing
-        );
+        assert_eq!(h.record(&fail(None), Permit::Normal, T0 + SEC, &changed, &r, || true), Transition::Nothing);
         assert_eq!(h.ejected_until(T0 + 5 * SEC), Some(T0 + 10 * SEC));
         // Once over, the new policy applies: the trial failure grows from the new base.
         let p = h.acquire(T0 + 10 * SEC, &r, false).unwrap();
         assert_eq!(
             h.record(&fail(None), p, T0 + 10 * SEC, &changed, &r, || true),
-            Transition::Ejected {
-                duration: Duration::from_secs(2),
-                reason: "status"
-            }
+            Transition::Ejected { duration: Duration::from_secs(2), reason: "status" }
         );
     }
 
@@ -764,17 +672,10 @@ mod tests {
         let (e, r) = (eviction(10, 1), recovery(1, 0));
         let past = hints::retry_after("Wed, 21 Oct 2015 07:28:00 GMT", std::time::SystemTime::now());
         assert_eq!(past, Some(Duration::ZERO));
-        let out = Outcome::Failure {
-            kind: FailureKind::Status(503),
-            hint: past,
-            detail: String::new(),
-        };
+        let out = Outcome::Failure { kind: FailureKind::Status(503), hint: past, detail: String::new() };
         assert_eq!(
             h.record(&out, Permit::Normal, T0, &e, &r, || true),
-            Transition::Ejected {
-                duration: Duration::from_secs(10),
-                reason: "status"
-            }
+            Transition::Ejected { duration: Duration::from_secs(10), reason: "status" }
         );
     }
 

@@ -109,14 +109,8 @@ impl Gateway {
             &req.request_id,
             body.len(),
         );
-        let first_byte = req
-            .route
-            .timeouts
-            .first_byte
-            .min(req.deadline.saturating_duration_since(started));
-        let exchange = self
-            .exchange(session, upstream, head, body, req.route.timeouts.connect, first_byte)
-            .await;
+        let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
+        let exchange = self.exchange(session, upstream, head, body, req.route.timeouts.connect, first_byte).await;
 
         let (mut up, peer) = match exchange {
             Exchange::Head(up, peer) => (up, peer),
@@ -125,16 +119,8 @@ impl Gateway {
                 return Ok(self.client_gone(ctx, record, started));
             }
             Exchange::Transport(kind, detail) => {
-                let fkind = if kind == TransportKind::Timeout {
-                    FailureKind::Timeout
-                } else {
-                    FailureKind::Transport
-                };
-                let outcome = Outcome::Failure {
-                    kind: fkind,
-                    hint: None,
-                    detail: detail.clone(),
-                };
+                let fkind = if kind == TransportKind::Timeout { FailureKind::Timeout } else { FailureKind::Transport };
+                let outcome = Outcome::Failure { kind: fkind, hint: None, detail: detail.clone() };
                 record.ejected = self.judge(backend, sel, &outcome);
                 record.error = Some(kind.as_str());
                 self.finish_attempt(ctx, record, started, kind.as_str());
@@ -152,10 +138,7 @@ impl Gateway {
         };
 
         let Some(upstream_head) = up.response_header() else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "response header missing after read",
-            ));
+            return Err(Error::explain(ErrorType::InternalError, "response header missing after read"));
         };
         let status = upstream_head.status;
         let code = status.as_u16();
@@ -176,11 +159,7 @@ impl Gateway {
                     warn!(provider, header = m.header, value = %m.value, "ignoring malformed retry hint");
                 }
             }
-            Outcome::Failure {
-                kind: FailureKind::Status(code),
-                hint,
-                detail: format!("status {code}"),
-            }
+            Outcome::Failure { kind: FailureKind::Status(code), hint, detail: format!("status {code}") }
         } else {
             Outcome::Success
         };
@@ -198,31 +177,15 @@ impl Gateway {
                 }
                 Peek::Failed(p, detail) => {
                     prefix = p;
-                    outcome = Outcome::Failure {
-                        kind: FailureKind::Stream,
-                        hint: None,
-                        detail: detail.clone(),
-                    };
+                    outcome = Outcome::Failure { kind: FailureKind::Stream, hint: None, detail: detail.clone() };
                     retryable = true;
                     record.error = Some("stream");
                 }
                 Peek::Transport(kind, detail) => {
-                    let fkind = if kind == TransportKind::Timeout {
-                        FailureKind::Timeout
-                    } else {
-                        FailureKind::Stream
-                    };
-                    let outcome = Outcome::Failure {
-                        kind: fkind,
-                        hint: None,
-                        detail: detail.clone(),
-                    };
+                    let fkind = if kind == TransportKind::Timeout { FailureKind::Timeout } else { FailureKind::Stream };
+                    let outcome = Outcome::Failure { kind: fkind, hint: None, detail: detail.clone() };
                     record.ejected = self.judge(backend, sel, &outcome);
-                    record.error = Some(if kind == TransportKind::Timeout {
-                        "timeout"
-                    } else {
-                        "stream"
-                    });
+                    record.error = Some(if kind == TransportKind::Timeout { "timeout" } else { "stream" });
                     self.finish_attempt(ctx, record, started, "stream");
                     let detail = format!("{provider}: {detail}");
                     return Ok(AttemptEnd::Failed(Failed {
@@ -246,11 +209,7 @@ impl Gateway {
         if retryable && !is_last {
             // Keep the answer in case nobody else can be tried; reading it to the end also
             // lets the connection go back to the pool.
-            let kept = if record.error.is_some() {
-                None
-            } else {
-                read_small_body(&mut up, first_byte).await
-            };
+            let kept = if record.error.is_some() { None } else { read_small_body(&mut up, first_byte).await };
             self.finish_attempt(ctx, record, started, label);
             let response = match kept {
                 Some(b) => {
@@ -260,11 +219,7 @@ impl Gateway {
                 None => None,
             };
             let detail = match &outcome {
-                Outcome::Failure {
-                    kind: FailureKind::Stream,
-                    detail,
-                    ..
-                } => format!("{provider}: {detail}"),
+                Outcome::Failure { kind: FailureKind::Stream, detail, .. } => format!("{provider}: {detail}"),
                 _ => format!("{provider} answered {code}"),
             };
             return Ok(AttemptEnd::Failed(Failed {
@@ -279,22 +234,12 @@ impl Gateway {
         // Deliver: this answer is the one the client gets.
         self.finish_attempt(ctx, record, started, label);
         let served_model = slot.config.model.clone().or_else(|| ctx.model_requested.clone());
-        stamp(
-            &mut out,
-            Some(provider),
-            served_model.as_deref(),
-            ctx.attempts.len(),
-            &req.request_id,
-        );
+        stamp(&mut out, Some(provider), served_model.as_deref(), ctx.attempts.len(), &req.request_id);
         ctx.provider = Some(provider.to_string());
         ctx.model_served = served_model;
         ctx.status = Some(code);
         let sse = is_event_stream(&out);
-        if session
-            .write_response_header(response_head(status, out), false)
-            .await
-            .is_err()
-        {
+        if session.write_response_header(response_head(status, out), false).await.is_err() {
             return Ok(AttemptEnd::ClientGone);
         }
         ctx.ttfb = Some(req.started.elapsed());
@@ -314,15 +259,8 @@ impl Gateway {
             }
             StreamEnd::UpstreamBroke(detail) => {
                 warn!(provider, %detail, "provider failed mid-response");
-                let outcome = Outcome::Failure {
-                    kind: FailureKind::Stream,
-                    hint: None,
-                    detail: detail.clone(),
-                };
-                let normal = Selection {
-                    permit: crate::health::Permit::Normal,
-                    ..sel
-                };
+                let outcome = Outcome::Failure { kind: FailureKind::Stream, hint: None, detail: detail.clone() };
+                let normal = Selection { permit: crate::health::Permit::Normal, ..sel };
                 self.judge(backend, normal, &outcome);
                 ctx.error = Some(format!("{provider} failed mid-response: {detail}"));
                 if sse {
@@ -351,9 +289,7 @@ impl Gateway {
         record.duration = started.elapsed();
         metrics::with(|m| {
             m.attempts.with_label_values(&[record.provider.as_str(), outcome]).inc();
-            m.upstream_duration
-                .with_label_values(&[record.provider.as_str()])
-                .observe(record.duration.as_secs_f64());
+            m.upstream_duration.with_label_values(&[record.provider.as_str()]).observe(record.duration.as_secs_f64());
         });
         ctx.attempts.push(record);
     }
@@ -363,14 +299,11 @@ impl Gateway {
         let slot = &backend.balancer.providers[sel.provider];
         let policy = &backend.balancer.backend.health;
         let now = self.clock.now();
-        slot.health
-            .window
-            .record(now, matches!(outcome, Outcome::Failure { .. }));
+        slot.health.window.record(now, matches!(outcome, Outcome::Failure { .. }));
         let transition = backend.balancer.with_eject_lock(slot.group, || {
-            slot.health
-                .record(outcome, sel.permit, now, &policy.eviction, &policy.recovery, || {
-                    backend.balancer.may_eject(slot.group, now)
-                })
+            slot.health.record(outcome, sel.permit, now, &policy.eviction, &policy.recovery, || {
+                backend.balancer.may_eject(slot.group, now)
+            })
         });
         report_transition(&slot.config.name, transition)
     }
@@ -399,10 +332,7 @@ impl Gateway {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => return Err((classify(&e), e.to_string())),
                     Err(_) => {
-                        return Err((
-                            TransportKind::Timeout,
-                            format!("connect timed out after {connect_timeout:?}"),
-                        ))
+                        return Err((TransportKind::Timeout, format!("connect timed out after {connect_timeout:?}")))
                     }
                 };
                 let sent = async {
@@ -415,12 +345,7 @@ impl Gateway {
                     Ok(Ok(())) => return Ok(up),
                     Ok(Err(e)) if reused && fresh_tries < 2 && is_stale_connection(&e) => fresh_tries += 1,
                     Ok(Err(e)) => return Err((classify(&e), e.to_string())),
-                    Err(_) => {
-                        return Err((
-                            TransportKind::Timeout,
-                            format!("no response head within {first_byte:?}"),
-                        ))
-                    }
+                    Err(_) => return Err((TransportKind::Timeout, format!("no response head within {first_byte:?}"))),
                 }
             }
         };
@@ -528,12 +453,8 @@ pub fn report_transition(provider: &str, transition: Transition) -> bool {
 fn count_tokens(provider: &str, model: Option<&str>, usage: Usage) {
     let model = model.unwrap_or("unspecified");
     metrics::with(|m| {
-        m.tokens
-            .with_label_values(&[provider, model, "input"])
-            .inc_by(usage.input);
-        m.tokens
-            .with_label_values(&[provider, model, "output"])
-            .inc_by(usage.output);
+        m.tokens.with_label_values(&[provider, model, "input"]).inc_by(usage.input);
+        m.tokens.with_label_values(&[provider, model, "output"]).inc_by(usage.output);
     });
 }
 
@@ -599,11 +520,7 @@ async fn read_small_body(up: &mut UpstreamSession, wait: Duration) -> Option<Byt
 /// The SSE error event that ends a stream whose provider failed mid-way, in the client's
 /// API shape.
 fn error_event(route: &crate::config::Route, detail: &str) -> Bytes {
-    let anthropic = route
-        .rewrite
-        .as_deref()
-        .unwrap_or(&route.path_prefix)
-        .starts_with("/v1/messages");
+    let anthropic = route.rewrite.as_deref().unwrap_or(&route.path_prefix).starts_with("/v1/messages");
     let text = if anthropic {
         let data = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": format!("provider failed mid-stream: {detail}")}});
         format!("event: error\ndata: {data}\n\n")
@@ -616,8 +533,5 @@ fn error_event(route: &crate::config::Route, detail: &str) -> Bytes {
 
 /// A pooled connection that the provider closed while idle.
 fn is_stale_connection(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H1Error
-    )
+    matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H1Error)
 }

@@ -63,10 +63,8 @@ pub fn upstream_request(
 /// The client-facing copy of a provider's response headers.
 pub fn client_headers(upstream: &ResponseHeader) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.headers.len() + 4);
-    let chunked = upstream
-        .headers
-        .get(header::TRANSFER_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    let chunked =
+        upstream.headers.get(header::TRANSFER_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
     for (name, value) in upstream.headers.iter() {
         if !is_hop_by_hop(name) {
             out.append(name.clone(), value.clone());
@@ -116,7 +114,5 @@ pub fn request_id(client: &RequestHeader) -> HeaderValue {
 }
 
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }

@@ -48,6 +48,8 @@ pub struct Gateway {
 /// Per-request state.
 #[derive(Debug, Default)]
 pub struct Ctx {
+    /// Counts the request as in flight (for draining) until the context is dropped.
+    in_flight: Option<crate::lifecycle::InFlight>,
     started: Option<Instant>,
     request_id: Option<HeaderValue>,
     route: Option<String>,
@@ -122,6 +124,7 @@ impl Gateway {
 
     async fn serve(&self, session: &mut Session, ctx: &mut Ctx) -> std::result::Result<(), Box<Error>> {
         let started = Instant::now();
+        ctx.in_flight = Some(crate::lifecycle::InFlight::enter());
         ctx.started = Some(started);
         let request_id = headers::request_id(session.req_header());
         ctx.request_id = Some(request_id.clone());
@@ -155,15 +158,8 @@ impl Gateway {
         ctx.stream = chat.as_ref().is_some_and(|c| c.stream);
         ctx.model_requested = chat.as_ref().and_then(|c| c.model.clone());
 
-        let req = Request {
-            route,
-            backend,
-            body,
-            chat,
-            started,
-            deadline: started + route.timeouts.request,
-            request_id,
-        };
+        let req =
+            Request { route, backend, body, chat, started, deadline: started + route.timeouts.request, request_id };
         let retry = &backend.balancer.backend.retry;
         let mut tried = ProviderSet::default();
         let mut last: Option<Failed> = None;
@@ -177,23 +173,14 @@ impl Gateway {
                 Err(NoProvider::AllEjected { until }) => {
                     let secs = until.saturating_sub(self.clock.now()).div_ceil(1000).max(1);
                     let backend = backend.balancer.backend.name.clone();
-                    let e = GatewayError::AllEjected {
-                        backend,
-                        retry_after_secs: secs,
-                    };
-                    return self
-                        .reject(session, ctx, e, &[(header::RETRY_AFTER, HeaderValue::from(secs))])
-                        .await;
+                    let e = GatewayError::AllEjected { backend, retry_after_secs: secs };
+                    return self.reject(session, ctx, e, &[(header::RETRY_AFTER, HeaderValue::from(secs))]).await;
                 }
                 Err(NoProvider::Exhausted) => break,
             };
             let to = &backend.balancer.providers[sel.provider].config.name;
             if let Some(prev) = &last {
-                metrics::with(|m| {
-                    m.failovers
-                        .with_label_values(&[prev.provider.as_str(), to.as_str()])
-                        .inc()
-                });
+                metrics::with(|m| m.failovers.with_label_values(&[prev.provider.as_str(), to.as_str()]).inc());
                 info!(
                     route = %route.name, from = %prev.provider, to = %to, attempt,
                     elapsed_ms = started.elapsed().as_millis() as u64, reason = %prev.detail, "failing over"
@@ -203,10 +190,7 @@ impl Gateway {
                 let wait = backoff(retry, retries).min(req.deadline.saturating_duration_since(Instant::now()));
                 retries += 1;
                 if !wait.is_zero() {
-                    debug!(
-                        wait_ms = wait.as_millis() as u64,
-                        "backing off before retrying a provider"
-                    );
+                    debug!(wait_ms = wait.as_millis() as u64, "backing off before retrying a provider");
                     tokio::time::sleep(wait).await;
                 }
             }
@@ -244,26 +228,15 @@ impl Gateway {
         };
         ctx.error = Some(failed.detail.clone());
         let Some((status, mut headers, body)) = failed.response else {
-            let e = GatewayError::Upstream {
-                kind: failed.kind,
-                detail: failed.detail,
-            };
+            let e = GatewayError::Upstream { kind: failed.kind, detail: failed.detail };
             return self.reject(session, ctx, e, &[]).await;
         };
         ctx.provider = Some(failed.provider.clone());
-        headers::stamp(
-            &mut headers,
-            Some(&failed.provider),
-            None,
-            ctx.attempts.len(),
-            &req.request_id,
-        );
+        headers::stamp(&mut headers, Some(&failed.provider), None, ctx.attempts.len(), &req.request_id);
         headers.remove(header::TRANSFER_ENCODING);
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         ctx.status = Some(status.as_u16());
-        session
-            .write_response_header(headers::response_head(status, headers), body.is_empty())
-            .await?;
+        session.write_response_header(headers::response_head(status, headers), body.is_empty()).await?;
         ctx.ttfb = Some(req.started.elapsed());
         ctx.bytes_out = body.len();
         if !body.is_empty() {
@@ -285,10 +258,7 @@ impl Gateway {
         let mut headers = HeaderMap::with_capacity(6 + extra.len());
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        let id = ctx
-            .request_id
-            .clone()
-            .unwrap_or_else(|| headers::request_id(session.req_header()));
+        let id = ctx.request_id.clone().unwrap_or_else(|| headers::request_id(session.req_header()));
         headers::stamp(&mut headers, None, None, ctx.attempts.len(), &id);
         for (k, v) in extra {
             headers.insert(k.clone(), v.clone());
@@ -296,9 +266,7 @@ impl Gateway {
         let status = http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
         ctx.status = Some(e.status());
         ctx.error = Some(e.to_string());
-        session
-            .write_response_header(headers::response_head(status, headers), false)
-            .await?;
+        session.write_response_header(headers::response_head(status, headers), false).await?;
         ctx.ttfb = ctx.started.map(|s| s.elapsed());
         ctx.bytes_out = body.len();
         session.write_response_body(Some(Bytes::from(body)), true).await?;
@@ -310,23 +278,25 @@ impl Gateway {
         let duration = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
         let status = ctx.status.unwrap_or(if error.is_some() { 502 } else { 0 });
         let provider = ctx.provider.as_deref();
+        self.write_access_log(session, ctx, error, status, duration);
+        // Metrics last: once a request is counted, its log line is written.
         metrics::with(|m| {
             let route = ctx.route.as_deref().unwrap_or("none");
-            m.requests
-                .with_label_values(&[route, metrics::status_class(status)])
-                .inc();
+            m.requests.with_label_values(&[route, metrics::status_class(status)]).inc();
             let p = provider.unwrap_or("none");
-            m.request_duration
-                .with_label_values(&[p])
-                .observe(duration.as_secs_f64());
+            m.request_duration.with_label_values(&[p]).observe(duration.as_secs_f64());
             if let Some(t) = ctx.ttfb {
                 m.ttfb.with_label_values(&[p]).observe(t.as_secs_f64());
             }
         });
+    }
+
+    fn write_access_log(&self, session: &Session, ctx: &Ctx, error: Option<&Error>, status: u16, duration: Duration) {
         let log = self.access_log.load();
         if !log.enabled() {
             return;
         }
+        let provider = ctx.provider.as_deref();
         let req = session.req_header();
         let error_text = ctx.error.clone().or_else(|| error.map(|e| e.to_string()));
         let entry = Entry {
@@ -403,18 +373,13 @@ async fn client_gone(session: &mut Session) {
 /// Reads the request body, refusing bodies over `limit` bytes.
 async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<Bytes, GatewayError> {
     let req = session.req_header();
-    let declared = req
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    let expects_continue = req
-        .headers
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let expects_continue =
+        req.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if expects_continue {
         if let Ok(cont) = ResponseHeader::build(100, Some(0)) {
             let _ = session.write_response_header(Box::new(cont), false).await;

@@ -24,13 +24,11 @@ impl AccessLog {
             Destination::Off => None,
             Destination::Stdout => Some(Box::new(std::io::stdout())),
             Destination::Stderr => Some(Box::new(std::io::stderr())),
-            Destination::File(path) => Some(Box::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(path)?,
-            )),
+            Destination::File(path) => {
+                Some(Box::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?))
+            }
         };
-        Ok(AccessLog {
-            sink: sink.map(Mutex::new),
-        })
+        Ok(AccessLog { sink: sink.map(Mutex::new) })
     }
 
     pub fn enabled(&self) -> bool {

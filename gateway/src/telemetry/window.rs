@@ -28,11 +28,7 @@ impl MinuteWindow {
         let sec = now_ms / 1000;
         let i = (sec % BUCKETS as u64) as usize;
         let stamp = self.seconds[i].load(Ordering::Acquire);
-        if stamp != sec
-            && self.seconds[i]
-                .compare_exchange(stamp, sec, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
+        if stamp != sec && self.seconds[i].compare_exchange(stamp, sec, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.requests[i].store(0, Ordering::Release);
             self.failures[i].store(0, Ordering::Release);
         }
@@ -68,9 +64,10 @@ mod tests {
         w.record(1_500, true);
         w.record(30_000, false);
         assert_eq!(w.totals(30_000), (3, 1));
-        assert_eq!(w.totals(60_999), (1, 0), "second 1 has left the window");
-        w.record(61_000, true);
-        assert_eq!(w.totals(61_000), (2, 1), "bucket of second 1 reused for second 61");
+        assert_eq!(w.totals(60_999), (3, 1), "seconds 1..=60 are the last minute at second 60");
+        assert_eq!(w.totals(61_000), (1, 0), "second 1 has left the window");
+        w.record(61_500, true);
+        assert_eq!(w.totals(61_500), (2, 1), "bucket of second 1 reused for second 61");
         assert_eq!(w.totals(200_000), (0, 0));
     }
 }
