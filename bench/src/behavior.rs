@@ -60,10 +60,7 @@ impl Default for Behavior {
 impl Behavior {
     /// A provider that answers every chat request with `status`.
     pub fn failing(status: u16) -> Self {
-        Behavior {
-            status,
-            ..Behavior::default()
-        }
+        Behavior { status, ..Behavior::default() }
     }
 
     /// Draws whether this request gets an injected failure.
@@ -86,13 +83,7 @@ mod tests {
     #[test]
     fn missing_fields_take_defaults() {
         let b: Behavior = serde_json::from_str(r#"{"status":429}"#).unwrap();
-        assert_eq!(
-            b,
-            Behavior {
-                status: 429,
-                ..Behavior::default()
-            }
-        );
+        assert_eq!(b, Behavior { status: 429, ..Behavior::default() });
         assert_eq!(b.failure_rate, 1.0);
         assert_eq!(b.stream_chunks, 3);
         assert_eq!(b.health_status, 200);
@@ -115,10 +106,7 @@ mod tests {
     fn failure_draw_respects_status_and_rate() {
         assert!(!Behavior::default().draw_failure());
         assert!(Behavior::failing(500).draw_failure());
-        let never = Behavior {
-            failure_rate: 0.0,
-            ..Behavior::failing(500)
-        };
+        let never = Behavior { failure_rate: 0.0, ..Behavior::failing(500) };
         assert!(!never.draw_failure());
     }
 }

@@ -111,10 +111,9 @@ impl MockBody {
     fn break_connection(&mut self) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match &self.ending {
             Ending::Complete => Poll::Ready(None),
-            Ending::Close => Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "mock: stream closed early",
-            )))),
+            Ending::Close => {
+                Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "mock: stream closed early"))))
+            }
             Ending::Reset(control) => {
                 control.reset();
                 Poll::Pending

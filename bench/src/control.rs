@@ -83,7 +83,9 @@ fn recorded_json(request: &RecordedRequest) -> Value {
     json!({
         "method": request.method,
         "path": request.path,
+        "query": request.query,
         "headers": headers,
+        "sigv4_valid": request.sigv4_valid,
         "body": String::from_utf8_lossy(&request.body),
     })
 }

@@ -1,16 +1,17 @@
 //! Routing and the provider side: health endpoints and chat requests with
-//! failure injection.
+//! failure injection, answered in the API the request path names ([`Api`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::api::{stream_response, Api, StreamParts};
 use crate::body::{CancelGuard, Ending, MockBody};
 use crate::openai::{self, ChatParams};
 use crate::server::ConnControl;
@@ -33,9 +34,7 @@ pub(crate) async fn handle(
 pub(crate) fn response(status: u16, content_type: &'static str, body: MockBody) -> Response<MockBody> {
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -77,14 +76,16 @@ async fn chat(
         conn.reset();
         return std::future::pending().await;
     }
+    let api = Api::of(&recorded.path, recorded.query.as_deref());
     // Dropped unfinished (client gone, hyper drops this future or the body)
     // it counts a cancellation.
     let guard = CancelGuard::new(Arc::clone(state));
     let Ok(collected) = body.collect().await else {
         let message = format!("mock {}: could not read the request body", state.name);
-        return json_response(400, openai::error_body(&message, 400));
+        return api.error(400, &message);
     };
     recorded.body = collected.to_bytes();
+    recorded.verify_sigv4();
     state.record(recorded.clone());
     if behavior.hang {
         return std::future::pending().await;
@@ -92,64 +93,63 @@ async fn chat(
     if behavior.first_byte_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(behavior.first_byte_delay_ms)).await;
     }
-    answer(&state.name, behavior, conn, &recorded).map(|body| body.guarded(guard))
+    answer(&state.name, &api, behavior, conn, &recorded).map(|body| body.guarded(guard))
 }
 
-/// The answer to a chat request once any delay is over.
-fn answer(name: &str, behavior: &Behavior, conn: ConnControl, request: &RecordedRequest) -> Response<MockBody> {
+/// The answer to a chat request once any delay is over, in the request's API.
+fn answer(
+    name: &str,
+    api: &Api,
+    behavior: &Behavior,
+    conn: ConnControl,
+    request: &RecordedRequest,
+) -> Response<MockBody> {
+    if let Some(refusal) = api.refuse(name, request) {
+        return refusal;
+    }
     if behavior.draw_failure() {
-        let message = openai::injected_message(name, behavior.status);
-        let mut response = json_response(behavior.status, openai::error_body(&message, behavior.status));
-        if let Some(value) = behavior
-            .retry_after
-            .as_deref()
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
+        let mut response = api.error(behavior.status, &openai::injected_message(name, behavior.status));
+        if let Some(value) = behavior.retry_after.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
             response.headers_mut().insert(RETRY_AFTER, value);
         }
         return response;
     }
     if request.method != Method::POST.as_str() {
         let message = format!("mock {name}: no route for {} {}", request.method, request.path);
-        return json_response(404, openai::error_body(&message, 404));
+        return api.error(404, &message);
     }
-    match ChatParams::parse(&request.body) {
-        Err(why) => {
-            let message = format!("mock {name}: invalid JSON body: {why}");
-            json_response(400, openai::error_body(&message, 400))
-        }
-        Ok(params) if params.stream => stream(name, behavior, conn, &params),
-        Ok(params) => json_response(200, openai::completion(name, &params)),
+    match api.params(&request.body) {
+        Err(why) => api.error(400, &format!("mock {name}: invalid JSON body: {why}")),
+        Ok(params) if params.stream => stream(name, api, behavior, conn, &params),
+        Ok(params) => json_response(200, api.completion(name, &params)),
     }
 }
 
-/// A `text/event-stream` answer, complete or broken as `behavior` says.
-fn stream(name: &str, behavior: &Behavior, conn: ConnControl, params: &ChatParams) -> Response<MockBody> {
+/// A streamed answer in the request's API, complete or broken as `behavior` says.
+fn stream(name: &str, api: &Api, behavior: &Behavior, conn: ConnControl, params: &ChatParams) -> Response<MockBody> {
     let (events, ending) = if behavior.stream_error_first {
         let status = if behavior.status == 200 { 500 } else { behavior.status };
         let message = format!("mock {name}: injected stream error");
-        (vec![openai::error_event(&message, status)], Ending::Complete)
+        (vec![api.stream_error(&message, status)], Ending::Complete)
     } else if behavior.stream_close_early {
         (Vec::new(), Ending::Close)
     } else {
-        let mut events = openai::content_events(name, &params.model, behavior.content_chunks());
+        let StreamParts { mut head, mut content, tail } = api.stream_parts(name, params, behavior.content_chunks());
         match behavior.stream_fail_after {
             Some(sent) => {
-                events.truncate(sent);
-                (events, Ending::Reset(conn))
+                content.truncate(sent);
+                head.extend(content);
+                (head, Ending::Reset(conn))
             }
             None => {
-                events.extend(openai::closing_events(params));
-                (events, Ending::Complete)
+                head.extend(content);
+                head.extend(tail);
+                (head, Ending::Complete)
             }
         }
     };
     let delay = Duration::from_millis(behavior.chunk_delay_ms);
-    let mut response = response(200, "text/event-stream", MockBody::stream(events, delay, ending));
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    stream_response(api.stream_content_type(), MockBody::stream(events, delay, ending))
 }
 
 /// Adds the behaviour's extra headers; invalid names or values are skipped.

@@ -1,12 +1,27 @@
-//! `mock-llm`: an OpenAI-compatible chat-completions provider with failure
-//! injection, for Switchyard's end-to-end tests and benchmark scripts.
+//! `mock-llm`: a mock LLM provider with failure injection, for Switchyard's
+//! end-to-end tests and benchmark scripts. One instance speaks every provider
+//! API the gateway translates to, chosen by the request path.
 //!
 //! [`MockLlm::start`] serves HTTP/1.1 on 127.0.0.1 in the current tokio
 //! runtime until the handle is dropped:
 //!
-//! - `POST` to any path (e.g. `/v1/chat/completions`) answers a
+//! - `POST /v1/messages`: Anthropic Messages (a `message`, or its SSE event
+//!   sequence with `"stream": true`; errors as `{"type":"error",...}`).
+//! - `POST /model/{modelId}/converse` and `/converse-stream`: AWS Bedrock
+//!   Converse (JSON, or binary `application/vnd.amazon.eventstream` frames).
+//!   A SigV4 `authorization` header is verified against
+//!   [`TEST_AWS_ACCESS_KEY_ID`] / [`TEST_AWS_SECRET_ACCESS_KEY`]
+//!   ([`RecordedRequest::sigv4_valid`]); a bad signature is answered 403.
+//! - `POST /v1beta/models/{model}:generateContent` and
+//!   `:streamGenerateContent?alt=sse`: Google Gemini.
+//! - `POST /openai/deployments/{d}/chat/completions?api-version=...`: Azure
+//!   OpenAI (an `api-key` header is required, else 401).
+//! - `POST` to any other path (e.g. `/v1/chat/completions`) answers an OpenAI
 //!   `chat.completion`, or an SSE stream of `chat.completion.chunk`s when the
-//!   body has `"stream": true`, unless the [`Behavior`] injects a failure.
+//!   body has `"stream": true`.
+//!
+//!   Every API gets the same failure injection from the [`Behavior`], with
+//!   errors (and in-stream errors) in its own shape.
 //! - `GET /v1/models` and `GET /health` answer `health_status` with a model
 //!   list; they are not affected by the other failure settings and do not
 //!   replace the last recorded request.
@@ -14,12 +29,17 @@
 //!   `GET /__mock/stats` and `POST /__mock/reset` control the mock; they are
 //!   not counted.
 
+mod anthropic;
+mod api;
+mod bedrock;
 mod behavior;
 mod body;
 mod control;
+mod gemini;
 mod handler;
 mod openai;
 mod server;
+mod sigv4;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -31,7 +51,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use bedrock::{bedrock_event_frame, bedrock_exception_frame};
 pub use behavior::Behavior;
+pub use sigv4::{verify_sigv4, TEST_AWS_ACCESS_KEY_ID, TEST_AWS_SECRET_ACCESS_KEY};
 pub use state::RecordedRequest;
 
 use state::{Counters, State};

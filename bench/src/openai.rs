@@ -11,7 +11,7 @@ const CREATED: u64 = 1_700_000_000;
 /// Model named in answers to requests without a `model`.
 pub(crate) const DEFAULT_MODEL: &str = "mock-model";
 /// Completion tokens reported in `usage`.
-const COMPLETION_TOKENS: u64 = 5;
+pub(crate) const COMPLETION_TOKENS: u64 = 5;
 /// The SSE event that ends a stream.
 pub(crate) const DONE: &[u8] = b"data: [DONE]\n\n";
 
@@ -30,11 +30,7 @@ impl ChatParams {
         let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let body_len = u64::try_from(body.len()).unwrap_or(u64::MAX);
         Ok(ChatParams {
-            model: value
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or(DEFAULT_MODEL)
-                .to_owned(),
+            model: value.get("model").and_then(Value::as_str).unwrap_or(DEFAULT_MODEL).to_owned(),
             stream: value.get("stream").and_then(Value::as_bool) == Some(true),
             include_usage: value.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true),
             prompt_tokens: (body_len / 4).max(1),
@@ -97,7 +93,7 @@ pub(crate) fn completion(name: &str, params: &ChatParams) -> Bytes {
 }
 
 /// One SSE event carrying `value`.
-fn sse(value: &Value) -> Bytes {
+pub(crate) fn sse(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
@@ -130,15 +126,8 @@ pub(crate) fn content_events(name: &str, model: &str, pieces: usize) -> Vec<Byte
         .into_iter()
         .enumerate()
         .map(|(i, piece)| {
-            let delta = if i == 0 {
-                json!({"role": "assistant", "content": piece})
-            } else {
-                json!({"content": piece})
-            };
-            sse(&chunk(
-                model,
-                json!([{"index": 0, "delta": delta, "finish_reason": null}]),
-            ))
+            let delta = if i == 0 { json!({"role": "assistant", "content": piece}) } else { json!({"content": piece}) };
+            sse(&chunk(model, json!([{"index": 0, "delta": delta, "finish_reason": null}])))
         })
         .collect()
 }
@@ -146,10 +135,7 @@ pub(crate) fn content_events(name: &str, model: &str, pieces: usize) -> Vec<Byte
 /// The events after the content of a complete stream: the finishing chunk,
 /// the usage chunk when asked for, and `[DONE]`.
 pub(crate) fn closing_events(params: &ChatParams) -> Vec<Bytes> {
-    let mut events = vec![sse(&chunk(
-        &params.model,
-        json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
-    ))];
+    let mut events = vec![sse(&chunk(&params.model, json!([{"index": 0, "delta": {}, "finish_reason": "stop"}])))];
     if params.include_usage {
         let mut usage_chunk = chunk(&params.model, json!([]));
         usage_chunk["usage"] = usage(params.prompt_tokens);

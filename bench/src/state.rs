@@ -12,21 +12,25 @@ use crate::Behavior;
 pub struct RecordedRequest {
     /// HTTP method, e.g. `POST`.
     pub method: String,
-    /// Request path without the query, e.g. `/v1/chat/completions`.
+    /// Request path without the query, as received (still percent-encoded), e.g.
+    /// `/v1/chat/completions`.
     pub path: String,
+    /// The query string, without the `?`.
+    pub query: Option<String>,
     /// Headers in arrival order; names are lowercase.
     pub headers: Vec<(String, String)>,
     /// The full request body (empty when the connection was reset).
     pub body: Bytes,
+    /// Whether the AWS SigV4 `authorization` header verifies against the test credentials
+    /// ([`crate::TEST_AWS_ACCESS_KEY_ID`]); `None` without such a header, and until the body
+    /// has been read.
+    pub sigv4_valid: Option<bool>,
 }
 
 impl RecordedRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The body parsed as JSON, if it is JSON.
@@ -38,6 +42,7 @@ impl RecordedRequest {
         RecordedRequest {
             method: head.method.as_str().to_owned(),
             path: head.uri.path().to_owned(),
+            query: head.uri.query().map(str::to_owned),
             headers: head
                 .headers
                 .iter()
@@ -47,7 +52,21 @@ impl RecordedRequest {
                 })
                 .collect(),
             body: Bytes::new(),
+            sigv4_valid: None,
         }
+    }
+
+    /// Path and query as received.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
+    }
+
+    /// Checks the SigV4 signature now that the body is known.
+    pub(crate) fn verify_sigv4(&mut self) {
+        self.sigv4_valid = crate::sigv4::verify_sigv4(&self.method, &self.path_and_query(), &self.headers, &self.body);
     }
 }
 

@@ -17,11 +17,7 @@ impl Drop for Running {
 }
 
 fn spawn(args: &[&str]) -> (Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mock-llm"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mock-llm")).args(args).stdout(Stdio::piped()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
     let mut line = String::new();
@@ -48,16 +44,7 @@ fn post(body: &str) -> String {
 
 #[test]
 fn prints_its_address_and_injects_failures_from_flags() {
-    let (_mock, addr) = spawn(&[
-        "--name",
-        "cli",
-        "--status",
-        "429",
-        "--retry-after",
-        "2",
-        "--health-status",
-        "503",
-    ]);
+    let (_mock, addr) = spawn(&["--name", "cli", "--status", "429", "--retry-after", "2", "--health-status", "503"]);
     assert!(addr.ip().is_loopback());
     assert_ne!(addr.port(), 0);
     let response = exchange(addr, &post(r#"{"model":"m"}"#));

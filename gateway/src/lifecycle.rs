@@ -11,7 +11,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
@@ -19,6 +19,19 @@ use tracing::{error, info, warn};
 
 /// Requests being served right now, across all worker threads.
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Set once this process is handing over to a new one or stopping: every response then
+/// closes its connection, so no idle keep-alive connection is left for the shutdown to cut
+/// while a client is sending on it.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
+fn start_draining() {
+    DRAINING.store(true, Ordering::Relaxed);
+}
 
 /// Counts a request as in flight for as long as it lives.
 #[derive(Debug)]
@@ -119,10 +132,18 @@ impl UpgradeCommand {
 #[async_trait]
 impl BackgroundService for Signals {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let (mut hup, mut usr2) = match (signal(SignalKind::hangup()), signal(SignalKind::user_defined2())) {
-            (Ok(h), Ok(u)) => (h, u),
+        let kinds = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::user_defined2()),
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+        );
+        // Pingora handles SIGQUIT and SIGTERM itself; these listeners only mark the process
+        // as draining as early as possible.
+        let (mut hup, mut usr2, mut quit, mut term) = match kinds {
+            (Ok(h), Ok(u), Ok(q), Ok(t)) => (h, u, q, t),
             _ => {
-                error!("cannot install SIGHUP/SIGUSR2 handlers");
+                error!("cannot install signal handlers");
                 return;
             }
         };
@@ -134,8 +155,11 @@ impl BackgroundService for Signals {
                     // Config parsing reads files: keep it off the async workers.
                     let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
                 }
+                _ = quit.recv() => start_draining(),
+                _ = term.recv() => start_draining(),
                 _ = usr2.recv() => {
                     info!("SIGUSR2: starting the new binary for a graceful upgrade");
+                    start_draining();
                     match self.upgrade.run() {
                         Ok(pid) => info!(new_pid = pid, "handing listening sockets to the new process"),
                         Err(e) => error!(error = %e, "upgrade failed; still serving"),

@@ -228,3 +228,23 @@ async fn headers_and_api_key() {
     assert_eq!(seen.json().unwrap()["model"], "m", "no provider model: the client's passes through");
     assert!(!gw.stderr().contains("sk-test-123"), "the key never reaches the log");
 }
+
+/// Many sequential requests on one keep-alive client connection: none is lost (the gateway
+/// must not read into the client's next request while finishing a response).
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_connection_serves_many_requests() {
+    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
+    let gw = Gateway::start(&format!(
+        "routes:\n  - {{name: r, match: {{pathPrefix: /}}, backend: chat}}\nbackends:\n  chat:\n    groups:\n      - providers: [{}]\n",
+        provider("p", &mock, "")
+    ))
+    .await;
+    let c = client();
+    for i in 0..300 {
+        let stream = (i as u32).is_multiple_of(3);
+        let body = serde_json::json!({"model": "m", "stream": stream, "messages": []});
+        let r = post_with(c.post(gw.url("/v1/chat/completions")).body(body.to_string())).await;
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    assert!(mock.connections() <= 2, "upstream connections are pooled: {}", mock.connections());
+}

@@ -119,6 +119,25 @@ impl Gateway {
         client().get(self.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
     }
 
+    /// Waits up to `timeout` for the process to exit; its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends a signal (`"HUP"`, `"TERM"`, `"USR2"`) to the gateway process.
+    pub fn signal(&self, sig: &str) {
+        signal_pid(self.child.id(), sig);
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -233,4 +252,23 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         }
     }
     0.0
+}
+
+pub fn signal_pid(pid: u32, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().map(|s| s.success());
+    assert!(matches!(ok, Ok(true)), "kill -{sig} {pid} failed");
+}
+
+/// Kills a process this test did not spawn directly (an upgraded gateway) when dropped.
+pub struct PidGuard(pub u32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-KILL").arg(self.0.to_string()).status();
+    }
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    Command::new("kill").arg("-0").arg(pid.to_string()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
 }

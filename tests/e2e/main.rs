@@ -9,4 +9,5 @@ mod config;
 mod failover;
 mod health;
 mod observability;
+mod operations;
 mod references;

@@ -1,4 +1,5 @@
-//! `mock-llm`: runs one mock OpenAI-compatible provider until killed.
+//! `mock-llm`: runs one mock LLM provider (OpenAI, Anthropic, Bedrock, Gemini and Azure
+//! layouts, chosen by request path) until killed.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -7,7 +8,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use mock_llm::{Behavior, MockLlm};
 
-/// Mock OpenAI-compatible chat-completions provider with failure injection.
+/// Mock LLM provider with failure injection: OpenAI chat completions on any path, and
+/// Anthropic (/v1/messages), Bedrock (/model/ID/converse[-stream]), Gemini
+/// (/v1beta/models/M:generateContent) and Azure (/openai/deployments/D/...) layouts.
 ///
 /// Unset options keep the defaults of `Behavior`; everything else can be
 /// changed at run time with `POST /__mock/behavior`.

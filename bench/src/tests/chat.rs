@@ -122,24 +122,15 @@ async fn injects_429_with_retry_after_and_extra_headers() {
         }})
     );
     // Injection applies to streamed requests too.
-    let answer = call(
-        mock.addr(),
-        "POST",
-        "/v1/chat/completions",
-        chat_request("m", true).to_string(),
-    )
-    .await;
+    let answer = call(mock.addr(), "POST", "/v1/chat/completions", chat_request("m", true).to_string()).await;
     assert_eq!(answer.status, 429);
 }
 
 #[tokio::test]
 async fn error_types_follow_the_status() {
-    for (status, kind) in [
-        (500, "server_error"),
-        (503, "server_error"),
-        (404, "not_found_error"),
-        (401, "invalid_request_error"),
-    ] {
+    for (status, kind) in
+        [(500, "server_error"), (503, "server_error"), (404, "not_found_error"), (401, "invalid_request_error")]
+    {
         let mock = start("e", Behavior::failing(status)).await;
         let answer = call(mock.addr(), "POST", "/v1/chat/completions", "{}").await;
         assert_eq!(answer.status, status);
@@ -150,10 +141,7 @@ async fn error_types_follow_the_status() {
 
 #[tokio::test]
 async fn failure_rate_half_gives_both_outcomes() {
-    let behavior = Behavior {
-        failure_rate: 0.5,
-        ..Behavior::failing(503)
-    };
+    let behavior = Behavior { failure_rate: 0.5, ..Behavior::failing(503) };
     let mock = start("half", behavior).await;
     let mut client = Client::connect(mock.addr()).await;
     let (mut ok, mut failed) = (0, 0);
@@ -171,10 +159,7 @@ async fn failure_rate_half_gives_both_outcomes() {
 
 #[tokio::test]
 async fn first_byte_delay_delays_the_answer() {
-    let behavior = Behavior {
-        first_byte_delay_ms: 150,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { first_byte_delay_ms: 150, ..Behavior::default() };
     let mock = start("slow", behavior).await;
     let started = std::time::Instant::now();
     let answer = call(mock.addr(), "POST", "/v1/chat/completions", "{}").await;
@@ -195,29 +180,20 @@ async fn other_methods_get_404_but_are_counted() {
 
 #[tokio::test]
 async fn health_endpoints_follow_health_status_only() {
-    let behavior = Behavior {
-        headers: vec![("x-mock".into(), "yes".into())],
-        ..Behavior::failing(500)
-    };
+    let behavior = Behavior { headers: vec![("x-mock".into(), "yes".into())], ..Behavior::failing(500) };
     let mock = start("h", behavior.clone()).await;
     let mut client = Client::connect(mock.addr()).await;
     for path in ["/v1/models", "/health"] {
         let answer = client.call("GET", path, "").await;
         assert_eq!(answer.status, 200, "{path}");
         assert_eq!(answer.header("x-mock"), Some("yes"));
-        assert_eq!(
-            answer.json(),
-            json!({"object": "list", "data": [{"id": "mock-model", "object": "model"}]})
-        );
+        assert_eq!(answer.json(), json!({"object": "list", "data": [{"id": "mock-model", "object": "model"}]}));
     }
     assert_eq!(mock.requests(), 2);
     assert_eq!(mock.health_requests(), 2);
     assert!(mock.last_request().is_none(), "health checks are not recorded");
 
-    mock.set_behavior(Behavior {
-        health_status: 503,
-        ..Behavior::default()
-    });
+    mock.set_behavior(Behavior { health_status: 503, ..Behavior::default() });
     assert_eq!(client.call("GET", "/health", "").await.status, 503);
     assert_eq!(client.chat(&chat_request("m", false)).await.status, 200);
     assert_eq!(mock.health_requests(), 3);

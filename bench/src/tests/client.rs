@@ -65,11 +65,7 @@ impl Client {
     pub(crate) async fn call(&mut self, method: &str, path: &str, body: impl Into<Bytes>) -> Answer {
         let response = self.send(method, path, &[], body).await;
         let (head, body) = response.into_parts();
-        Answer {
-            status: head.status.as_u16(),
-            headers: head.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
+        Answer { status: head.status.as_u16(), headers: head.headers, body: body.collect().await.unwrap().to_bytes() }
     }
 
     pub(crate) async fn chat(&mut self, body: &Value) -> Answer {
@@ -108,10 +104,7 @@ pub(crate) async fn read_frames(response: Response<Incoming>) -> Result<Vec<Byte
 /// The payloads of the `data:` lines of an SSE body.
 pub(crate) fn sse_data(body: &[u8]) -> Vec<String> {
     let text = std::str::from_utf8(body).unwrap();
-    assert!(
-        text.is_empty() || text.ends_with("\n\n"),
-        "events end in a blank line: {text:?}"
-    );
+    assert!(text.is_empty() || text.ends_with("\n\n"), "events end in a blank line: {text:?}");
     text.split("\n\n")
         .filter(|event| !event.is_empty())
         .map(|event| event.strip_prefix("data: ").unwrap().to_owned())

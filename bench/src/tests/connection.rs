@@ -13,10 +13,7 @@ use crate::Behavior;
 
 #[tokio::test]
 async fn reset_closes_with_rst_and_no_response() {
-    let behavior = Behavior {
-        reset: true,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { reset: true, ..Behavior::default() };
     let mock = start("r", behavior).await;
     let body = chat_request("m", false).to_string();
     let mut stream = raw_send(mock.addr(), &raw_post("/v1/chat/completions", &body)).await;
@@ -32,10 +29,7 @@ async fn reset_closes_with_rst_and_no_response() {
 
 #[tokio::test]
 async fn hang_then_client_close_counts_a_cancellation() {
-    let behavior = Behavior {
-        hang: true,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { hang: true, ..Behavior::default() };
     let mock = start("hang", behavior).await;
     let body = chat_request("m", false).to_string();
     let stream = raw_send(mock.addr(), &raw_post("/v1/chat/completions", &body)).await;
@@ -48,10 +42,7 @@ async fn hang_then_client_close_counts_a_cancellation() {
 
 #[tokio::test]
 async fn hang_answers_nothing() {
-    let behavior = Behavior {
-        hang: true,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { hang: true, ..Behavior::default() };
     let mock = start("hang", behavior).await;
     let mut stream = raw_send(mock.addr(), &raw_post("/v1/chat/completions", "{}")).await;
     let mut buf = [0u8; 16];
@@ -61,10 +52,7 @@ async fn hang_answers_nothing() {
 
 #[tokio::test]
 async fn client_close_during_first_byte_delay_counts_a_cancellation() {
-    let behavior = Behavior {
-        first_byte_delay_ms: 10_000,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { first_byte_delay_ms: 10_000, ..Behavior::default() };
     let mock = start("delay", behavior).await;
     let stream = raw_send(mock.addr(), &raw_post("/v1/chat/completions", "{}")).await;
     assert!(mock.wait_for_requests(1, PROMPTLY).await);
@@ -74,11 +62,7 @@ async fn client_close_during_first_byte_delay_counts_a_cancellation() {
 
 #[tokio::test]
 async fn client_close_mid_stream_counts_a_cancellation() {
-    let behavior = Behavior {
-        stream_chunks: 50,
-        chunk_delay_ms: 100,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { stream_chunks: 50, chunk_delay_ms: 100, ..Behavior::default() };
     let mock = start("mid", behavior).await;
     let body = chat_request("m", true).to_string();
     let mut stream = raw_send(mock.addr(), &raw_post("/v1/chat/completions", &body)).await;
@@ -113,10 +97,7 @@ async fn set_behavior_applies_to_the_next_request() {
 
 #[tokio::test]
 async fn dropping_the_mock_stops_it() {
-    let behavior = Behavior {
-        hang: true,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { hang: true, ..Behavior::default() };
     let mock = start("gone", behavior).await;
     let addr = mock.addr();
     let mut hanging = raw_send(addr, &raw_post("/v1/chat/completions", "{}")).await;
@@ -136,11 +117,7 @@ async fn dropping_the_mock_stops_it() {
 
 #[tokio::test]
 async fn stream_fail_after_ends_with_rst() {
-    let behavior = Behavior {
-        stream_chunks: 4,
-        stream_fail_after: Some(1),
-        ..Behavior::default()
-    };
+    let behavior = Behavior { stream_chunks: 4, stream_fail_after: Some(1), ..Behavior::default() };
     let mock = start("rst", behavior).await;
     let body = chat_request("m", true).to_string();
     let mut stream = raw_send(mock.addr(), &raw_post("/v1/chat/completions", &body)).await;
@@ -154,10 +131,7 @@ async fn stream_fail_after_ends_with_rst() {
 
 #[tokio::test]
 async fn stream_close_early_ends_without_the_last_chunk() {
-    let behavior = Behavior {
-        stream_close_early: true,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { stream_close_early: true, ..Behavior::default() };
     let mock = start("fin", behavior).await;
     let body = chat_request("m", true).to_string();
     let mut stream = raw_send(mock.addr(), &raw_post("/v1/chat/completions", &body)).await;

@@ -10,15 +10,10 @@ use crate::Behavior;
 async fn behavior_endpoint_sets_and_shows_the_behavior() {
     let mock = start("ctl", Behavior::default()).await;
     let mut client = Client::connect(mock.addr()).await;
-    let answer = client
-        .call("POST", "/__mock/behavior", r#"{"status":503,"retry_after":"3"}"#)
-        .await;
+    let answer = client.call("POST", "/__mock/behavior", r#"{"status":503,"retry_after":"3"}"#).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.json(), json!({"ok": true}));
-    let expected = Behavior {
-        retry_after: Some("3".into()),
-        ..Behavior::failing(503)
-    };
+    let expected = Behavior { retry_after: Some("3".into()), ..Behavior::failing(503) };
     assert_eq!(mock.behavior(), expected);
     let shown = client.call("GET", "/__mock/behavior", "").await;
     assert_eq!(serde_json::from_value::<Behavior>(shown.json()).unwrap(), expected);
@@ -54,14 +49,7 @@ async fn stats_and_reset() {
     assert_eq!(stats["requests"], 0);
 
     let body = chat_request("m", false);
-    client
-        .send(
-            "POST",
-            "/v1/chat/completions",
-            &[("x-trace", "a"), ("x-trace", "b")],
-            body.to_string(),
-        )
-        .await;
+    client.send("POST", "/v1/chat/completions", &[("x-trace", "a"), ("x-trace", "b")], body.to_string()).await;
     assert_eq!(client.call("GET", "/health", "").await.status, 200);
     let stats = client.call("GET", "/__mock/stats", "").await.json();
     assert_eq!(stats["name"], "stats");

@@ -18,31 +18,18 @@ async fn stream(mock: &MockLlm, body: &Value) -> (u16, String, Result<Vec<bytes:
     let mut client = Client::connect(mock.addr()).await;
     let response = client.send("POST", "/v1/chat/completions", &[], body.to_string()).await;
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     (status, content_type, read_frames(response).await)
 }
 
 #[tokio::test]
 async fn streams_chunks_ending_in_done() {
     for chunks in [1, 3, 5] {
-        let behavior = Behavior {
-            stream_chunks: chunks,
-            ..Behavior::default()
-        };
+        let behavior = Behavior { stream_chunks: chunks, ..Behavior::default() };
         let mock = start("alpha", behavior).await;
         let mut client = Client::connect(mock.addr()).await;
-        let response = client
-            .send(
-                "POST",
-                "/v1/chat/completions",
-                &[],
-                chat_request("gpt-s", true).to_string(),
-            )
-            .await;
+        let response = client.send("POST", "/v1/chat/completions", &[], chat_request("gpt-s", true).to_string()).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         assert_eq!(response.headers()["cache-control"], "no-cache");
@@ -83,19 +70,12 @@ async fn include_usage_adds_a_usage_chunk() {
     let usage = parse(&events[4]);
     assert_eq!(usage["choices"], json!([]));
     let p = (body.to_string().len() / 4) as u64;
-    assert_eq!(
-        usage["usage"],
-        json!({"prompt_tokens": p, "completion_tokens": 5, "total_tokens": p + 5})
-    );
+    assert_eq!(usage["usage"], json!({"prompt_tokens": p, "completion_tokens": 5, "total_tokens": p + 5}));
 }
 
 #[tokio::test]
 async fn chunk_delay_spaces_the_events() {
-    let behavior = Behavior {
-        stream_chunks: 3,
-        chunk_delay_ms: 50,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { stream_chunks: 3, chunk_delay_ms: 50, ..Behavior::default() };
     let mock = start("d", behavior).await;
     let started = Instant::now();
     let (_, _, frames) = stream(&mock, &chat_request("m", true)).await;
@@ -107,10 +87,7 @@ async fn chunk_delay_spaces_the_events() {
 
 #[tokio::test]
 async fn stream_error_first_sends_an_error_event() {
-    let behavior = Behavior {
-        stream_error_first: true,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { stream_error_first: true, ..Behavior::default() };
     let mock = start("ef", behavior).await;
     let (status, content_type, frames) = stream(&mock, &chat_request("m", true)).await;
     assert_eq!(status, 200);
@@ -125,10 +102,7 @@ async fn stream_error_first_sends_an_error_event() {
 
 #[tokio::test]
 async fn stream_close_early_sends_headers_then_closes() {
-    let behavior = Behavior {
-        stream_close_early: true,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { stream_close_early: true, ..Behavior::default() };
     let mock = start("ce", behavior).await;
     let (status, content_type, frames) = stream(&mock, &chat_request("m", true)).await;
     assert_eq!(status, 200);
@@ -140,11 +114,7 @@ async fn stream_close_early_sends_headers_then_closes() {
 
 #[tokio::test]
 async fn stream_fail_after_breaks_off_after_n_chunks() {
-    let behavior = Behavior {
-        stream_chunks: 5,
-        stream_fail_after: Some(2),
-        ..Behavior::default()
-    };
+    let behavior = Behavior { stream_chunks: 5, stream_fail_after: Some(2), ..Behavior::default() };
     let mock = start("fa", behavior).await;
     let (status, _, frames) = stream(&mock, &chat_request("m", true)).await;
     assert_eq!(status, 200);
@@ -157,10 +127,7 @@ async fn stream_fail_after_breaks_off_after_n_chunks() {
 
 #[tokio::test]
 async fn non_streamed_requests_ignore_stream_failures() {
-    let behavior = Behavior {
-        stream_close_early: true,
-        ..Behavior::default()
-    };
+    let behavior = Behavior { stream_close_early: true, ..Behavior::default() };
     let mock = start("ns", behavior).await;
     let answer = Client::connect(mock.addr()).await.chat(&chat_request("m", false)).await;
     assert_eq!(answer.status, 200);

@@ -601,9 +601,7 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
         cx.push(path, "give exactly one provider kind: openai, anthropic, bedrock, gemini or azure");
         return None;
     }
-    let Some((kind, model, default_host)) = kinds.pop() else {
-        return None;
-    };
+    let (kind, model, default_host) = kinds.pop()?;
     // The public API speaks TLS on 443; an overridden host defaults to TLS only on 443.
     let tls = raw.tls.unwrap_or(raw.host.is_none() || raw.port == Some(443));
     let host = raw.host.unwrap_or(default_host);

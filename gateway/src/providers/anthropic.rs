@@ -68,9 +68,7 @@ pub fn parse_request(body: &Value, target: &'static str) -> Result<Request, Tran
             "assistant" => Role::Assistant,
             other => return Err(TranslateError::invalid(format!("{at}.role: unknown role {other:?}"))),
         };
-        let content = obj
-            .get("content")
-            .ok_or_else(|| TranslateError::invalid(format!("{at}.content is required")))?;
+        let content = obj.get("content").ok_or_else(|| TranslateError::invalid(format!("{at}.content is required")))?;
         let parts = blocks(&req, content, &format!("{at}.content"), target, role == Role::User)?;
         req.push(role, parts);
     }
@@ -117,11 +115,7 @@ fn blocks(
     user: bool,
 ) -> Result<Vec<Part>, TranslateError> {
     if let Value::String(s) = content {
-        return Ok(if s.is_empty() {
-            Vec::new()
-        } else {
-            vec![Part::Text(s.clone())]
-        });
+        return Ok(if s.is_empty() { Vec::new() } else { vec![Part::Text(s.clone())] });
     }
     let mut parts = Vec::new();
     for (j, block) in array(content, at)?.iter().enumerate() {
@@ -163,13 +157,7 @@ fn blocks(
                     None => false,
                     Some(v) => boolean(v, &format!("{bat}.is_error"))?,
                 };
-                parts.push(Part::ToolResult(ToolResult {
-                    name: req.tool_name(&id),
-                    id,
-                    content,
-                    is_error,
-                    at: bat,
-                }));
+                parts.push(Part::ToolResult(ToolResult { name: req.tool_name(&id), id, content, is_error, at: bat }));
             }
             other => return Err(TranslateError::unsupported(format!("{bat}.type = {other}"), target)),
         }
@@ -218,10 +206,7 @@ fn image(obj: &Map<String, Value>, at: &str, target: &'static str) -> Result<Ima
         }
         other => return Err(TranslateError::unsupported(format!("{sat}.type = {other}"), target)),
     };
-    Ok(Image {
-        source,
-        at: at.to_string(),
-    })
+    Ok(Image { source, at: at.to_string() })
 }
 
 fn parse_tools(value: &Value, target: &'static str) -> Result<Vec<Tool>, TranslateError> {
@@ -256,11 +241,7 @@ fn parse_tool_choice(req: &mut Request, value: &Value, target: &'static str) -> 
         "any" => ToolChoice::Required,
         "none" => ToolChoice::None,
         "tool" => ToolChoice::Tool(req_str(obj, "name", at)?),
-        other => {
-            return Err(TranslateError::invalid(format!(
-                "tool_choice.type: unknown value {other:?}"
-            )))
-        }
+        other => return Err(TranslateError::invalid(format!("tool_choice.type: unknown value {other:?}"))),
     });
     if let Some(disable) = obj.get("disable_parallel_tool_use").filter(|v| !v.is_null()) {
         if boolean(disable, "tool_choice.disable_parallel_tool_use")? {
@@ -443,10 +424,9 @@ pub fn parse_reply(v: &Value) -> Result<Reply, TranslateError> {
     for (i, block) in blocks.iter().enumerate() {
         let at = format!("content[{i}]");
         match block.get("type").and_then(Value::as_str).unwrap_or("") {
-            "text" => parts.push(ReplyPart::Text(string(
-                block.get("text").unwrap_or(&Value::Null),
-                &format!("{at}.text"),
-            )?)),
+            "text" => {
+                parts.push(ReplyPart::Text(string(block.get("text").unwrap_or(&Value::Null), &format!("{at}.text"))?))
+            }
             "tool_use" => parts.push(ReplyPart::ToolCall(ToolCall {
                 id: string(block.get("id").unwrap_or(&Value::Null), &format!("{at}.id"))?,
                 name: string(block.get("name").unwrap_or(&Value::Null), &format!("{at}.name"))?,
@@ -460,10 +440,7 @@ pub fn parse_reply(v: &Value) -> Result<Reply, TranslateError> {
         id: v.get("id").and_then(Value::as_str).map(str::to_string),
         model: v.get("model").and_then(Value::as_str).map(str::to_string),
         parts,
-        finish: v
-            .get("stop_reason")
-            .and_then(Value::as_str)
-            .map(|r| finish_from(r, stop_sequence)),
+        finish: v.get("stop_reason").and_then(Value::as_str).map(|r| finish_from(r, stop_sequence)),
         usage: v.get("usage").map(usage_from).unwrap_or_default(),
     })
 }
@@ -526,11 +503,7 @@ pub struct EventMapper;
 impl SseMapper for EventMapper {
     fn map(&mut self, event: SseEvent, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
         let v = json_data(&event)?;
-        let kind = v
-            .get("type")
-            .and_then(Value::as_str)
-            .or(event.event.as_deref())
-            .unwrap_or("");
+        let kind = v.get("type").and_then(Value::as_str).or(event.event.as_deref()).unwrap_or("");
         match kind {
             "message_start" => {
                 let message = v.get("message").unwrap_or(&Value::Null);
@@ -551,10 +524,7 @@ impl SseMapper for EventMapper {
                         id: string(block.get("id").unwrap_or(&Value::Null), "content_block.id")?,
                         name: string(block.get("name").unwrap_or(&Value::Null), "content_block.name")?,
                     }),
-                    other => Err(TranslateError::unsupported(
-                        format!("content_block.type = {other}"),
-                        "openai",
-                    )),
+                    other => Err(TranslateError::unsupported(format!("content_block.type = {other}"), "openai")),
                 }
             }
             "content_block_delta" => {
@@ -585,11 +555,7 @@ impl SseMapper for EventMapper {
             "message_stop" => sink(Event::End),
             "error" => {
                 let (kind, message) = parse_error(&v).unwrap_or_else(|| (None, "provider stream error".to_string()));
-                sink(Event::Error(ErrorInfo {
-                    status: None,
-                    kind,
-                    message,
-                }))
+                sink(Event::Error(ErrorInfo { status: None, kind, message }))
             }
             // ping, content_block_stop and events added later carry nothing to translate.
             _ => Ok(()),
@@ -648,20 +614,14 @@ impl EventEncoder {
             "stop_sequence": null,
             "usage": {"input_tokens": self.usage.input.unwrap_or(0), "output_tokens": 0},
         });
-        write_event(
-            out,
-            "message_start",
-            &json!({"type": "message_start", "message": message}),
-        )
+        write_event(out, "message_start", &json!({"type": "message_start", "message": message}))
     }
 
     fn close(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
         match self.open.take() {
-            Some((index, _)) => write_event(
-                out,
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
-            ),
+            Some((index, _)) => {
+                write_event(out, "content_block_stop", &json!({"type": "content_block_stop", "index": index}))
+            }
             None => Ok(()),
         }
     }
@@ -680,11 +640,7 @@ impl EventEncoder {
     }
 
     fn delta(&self, index: u64, delta: Value, out: &mut BytesMut) -> Result<(), TranslateError> {
-        write_event(
-            out,
-            "content_block_delta",
-            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-        )
+        write_event(out, "content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": delta}))
     }
 }
 
@@ -714,20 +670,14 @@ impl Encoder for EventEncoder {
             }
             Event::ToolStart { id, name } => {
                 self.start(out)?;
-                self.open(
-                    Block::Tool,
-                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-                    out,
-                )
-                .map(|_| ())
+                self.open(Block::Tool, json!({"type": "tool_use", "id": id, "name": name, "input": {}}), out)
+                    .map(|_| ())
             }
             Event::ToolArgs(args) => match self.open {
                 Some((index, Block::Tool)) => {
                     self.delta(index, json!({"type": "input_json_delta", "partial_json": args}), out)
                 }
-                _ => Err(TranslateError::invalid(
-                    "provider stream: tool arguments outside a tool call",
-                )),
+                _ => Err(TranslateError::invalid("provider stream: tool arguments outside a tool call")),
             },
             Event::Finish(finish) => {
                 self.finish = Some(finish);
@@ -763,11 +713,7 @@ impl Encoder for EventEncoder {
             "stop_reason": self.finish.as_ref().map(Finish::anthropic),
             "stop_sequence": self.finish.as_ref().and_then(Finish::stop_sequence),
         });
-        write_event(
-            out,
-            "message_delta",
-            &json!({"type": "message_delta", "delta": delta, "usage": usage}),
-        )?;
+        write_event(out, "message_delta", &json!({"type": "message_delta", "delta": delta, "usage": usage}))?;
         write_event(out, "message_stop", &json!({"type": "message_stop"}))
     }
 }

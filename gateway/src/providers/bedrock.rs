@@ -195,14 +195,8 @@ pub fn parse_reply(v: &Value, client: &'static str) -> Result<Reply, TranslateEr
                 arguments: tool.get("input").cloned().unwrap_or_else(|| json!({})),
             }));
         } else {
-            let kind = block
-                .as_object()
-                .and_then(|o| o.keys().next().cloned())
-                .unwrap_or_default();
-            return Err(TranslateError::unsupported(
-                format!("output.message.content[{i}].{kind}"),
-                client,
-            ));
+            let kind = block.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
+            return Err(TranslateError::unsupported(format!("output.message.content[{i}].{kind}"), client));
         }
     }
     Ok(Reply {
@@ -218,10 +212,7 @@ pub fn parse_reply(v: &Value, client: &'static str) -> Result<Reply, TranslateEr
 /// `x-amzn-errortype` header, or `__type` when present).
 pub fn parse_error(v: &Value) -> Option<(Option<String>, String)> {
     let message = v.get("message").or_else(|| v.get("Message"))?.as_str()?.to_string();
-    let kind = v
-        .get("__type")
-        .and_then(Value::as_str)
-        .map(|t| t.rsplit('#').next().unwrap_or(t).to_string());
+    let kind = v.get("__type").and_then(Value::as_str).map(|t| t.rsplit('#').next().unwrap_or(t).to_string());
     Some((kind, message))
 }
 
@@ -237,10 +228,7 @@ pub struct EventStreamDecoder {
 
 impl EventStreamDecoder {
     pub fn new(client: &'static str) -> Self {
-        EventStreamDecoder {
-            buf: BytesMut::new(),
-            client,
-        }
+        EventStreamDecoder { buf: BytesMut::new(), client }
     }
 
     fn message(&self, message: &Message, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
@@ -264,30 +252,22 @@ impl EventStreamDecoder {
             Some("exception") => {
                 let v = payload().unwrap_or(Value::Null);
                 let message = parse_error(&v).map_or_else(|| "provider stream exception".to_string(), |(_, m)| m);
-                sink(Event::Error(ErrorInfo {
-                    status: None,
-                    kind: header(":exception-type"),
-                    message,
-                }))
+                sink(Event::Error(ErrorInfo { status: None, kind: header(":exception-type"), message }))
             }
             Some("error") => sink(Event::Error(ErrorInfo {
                 status: None,
                 kind: header(":error-code"),
                 message: header(":error-message").unwrap_or_else(|| "provider stream error".to_string()),
             })),
-            other => Err(TranslateError::invalid(format!(
-                "provider stream: unknown event-stream message type {other:?}"
-            ))),
+            other => {
+                Err(TranslateError::invalid(format!("provider stream: unknown event-stream message type {other:?}")))
+            }
         }
     }
 
     fn event(&self, kind: &str, v: &Value, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
         match kind {
-            "messageStart" => sink(Event::Start {
-                id: None,
-                model: None,
-                usage: Usage::default(),
-            }),
+            "messageStart" => sink(Event::Start { id: None, model: None, usage: Usage::default() }),
             "contentBlockStart" => match v.pointer("/start/toolUse") {
                 Some(tool) => {
                     let field = |k: &str| {
@@ -296,10 +276,7 @@ impl EventStreamDecoder {
                             .map(str::to_string)
                             .ok_or_else(|| TranslateError::invalid(format!("contentBlockStart: toolUse.{k} missing")))
                     };
-                    sink(Event::ToolStart {
-                        id: field("toolUseId")?,
-                        name: field("name")?,
-                    })
+                    sink(Event::ToolStart { id: field("toolUseId")?, name: field("name")? })
                 }
                 None => Ok(()),
             },
@@ -316,14 +293,8 @@ impl EventStreamDecoder {
                     }
                     sink(Event::ToolArgs(input.to_string()))
                 } else {
-                    let key = delta
-                        .as_object()
-                        .and_then(|o| o.keys().next().cloned())
-                        .unwrap_or_default();
-                    Err(TranslateError::unsupported(
-                        format!("contentBlockDelta.delta.{key}"),
-                        self.client,
-                    ))
+                    let key = delta.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
+                    Err(TranslateError::unsupported(format!("contentBlockDelta.delta.{key}"), self.client))
                 }
             }
             "messageStop" => match v.get("stopReason").and_then(Value::as_str) {
@@ -360,9 +331,7 @@ impl Decoder for EventStreamDecoder {
             let message = aws_smithy_eventstream::frame::read_message_from(&mut frame)
                 .map_err(|e| TranslateError::invalid(format!("provider stream: bad event-stream frame: {e}")))?;
             if frame.has_remaining() {
-                return Err(TranslateError::invalid(
-                    "provider stream: event-stream frame length mismatch",
-                ));
+                return Err(TranslateError::invalid("provider stream: event-stream frame length mismatch"));
             }
             self.message(&message, sink)?;
         }
@@ -373,9 +342,7 @@ impl Decoder for EventStreamDecoder {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(TranslateError::invalid(
-                "provider stream ended inside an event-stream frame",
-            ))
+            Err(TranslateError::invalid("provider stream ended inside an event-stream frame"))
         }
     }
 }

@@ -200,7 +200,7 @@ fn usage_from(u: &Value) -> Usage {
     Usage {
         input: count(u, "promptTokenCount").map(|p| p.saturating_sub(cached.unwrap_or(0))),
         output: count(u, "candidatesTokenCount")
-            .map(|c| c + thoughts)
+            .map(|c| c.saturating_add(thoughts))
             .or((thoughts > 0).then_some(thoughts)),
         cache_read: cached,
         cache_write: None,
@@ -218,10 +218,7 @@ fn read_chunk(v: &Value, client: &'static str, next_call: &mut u64) -> Result<Ch
     let mut parts = Vec::new();
     let candidate = v.pointer("/candidates/0");
     let empty = Vec::new();
-    let raw_parts = candidate
-        .and_then(|c| c.pointer("/content/parts"))
-        .and_then(Value::as_array)
-        .unwrap_or(&empty);
+    let raw_parts = candidate.and_then(|c| c.pointer("/content/parts")).and_then(Value::as_array).unwrap_or(&empty);
     for (i, p) in raw_parts.iter().enumerate() {
         let at = format!("candidates[0].content.parts[{i}]");
         if p.get("thought").and_then(Value::as_bool) == Some(true) {
@@ -252,10 +249,7 @@ fn read_chunk(v: &Value, client: &'static str, next_call: &mut u64) -> Result<Ch
             return Err(TranslateError::unsupported(format!("{at}.{key}"), client));
         }
     }
-    let mut finish = candidate
-        .and_then(|c| c.get("finishReason"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let mut finish = candidate.and_then(|c| c.get("finishReason")).and_then(Value::as_str).map(str::to_string);
     if candidate.is_none() && v.pointer("/promptFeedback/blockReason").is_some() {
         finish = Some("SAFETY".to_string());
     }
@@ -295,11 +289,7 @@ pub struct ChunkMapper {
 
 impl ChunkMapper {
     pub fn new(client: &'static str) -> Self {
-        ChunkMapper {
-            client,
-            started: false,
-            next_call: 0,
-        }
+        ChunkMapper { client, started: false, next_call: 0 }
     }
 }
 
@@ -307,11 +297,7 @@ impl SseMapper for ChunkMapper {
     fn map(&mut self, event: SseEvent, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
         let v = json_data(&event)?;
         if let Some((kind, message)) = parse_error(&v) {
-            return sink(Event::Error(ErrorInfo {
-                status: None,
-                kind,
-                message,
-            }));
+            return sink(Event::Error(ErrorInfo { status: None, kind, message }));
         }
         if !self.started {
             self.started = true;

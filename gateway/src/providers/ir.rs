@@ -126,14 +126,10 @@ impl Request {
 
     /// The tool name of the call with `id` made earlier in the conversation.
     pub fn tool_name(&self, id: &str) -> Option<String> {
-        self.messages
-            .iter()
-            .rev()
-            .flat_map(|m| m.parts.iter())
-            .find_map(|p| match p {
-                Part::ToolCall(c) if c.id == id => Some(c.name.clone()),
-                _ => None,
-            })
+        self.messages.iter().rev().flat_map(|m| m.parts.iter()).find_map(|p| match p {
+            Part::ToolCall(c) if c.id == id => Some(c.name.clone()),
+            _ => None,
+        })
     }
 }
 
@@ -218,7 +214,10 @@ impl Usage {
 
     /// All prompt tokens, cached ones included.
     pub fn prompt_total(&self) -> u64 {
-        self.input.unwrap_or(0) + self.cache_read.unwrap_or(0) + self.cache_write.unwrap_or(0)
+        self.input
+            .unwrap_or(0)
+            .saturating_add(self.cache_read.unwrap_or(0))
+            .saturating_add(self.cache_write.unwrap_or(0))
     }
 }
 
@@ -283,24 +282,13 @@ impl ErrorInfo {
             ProviderKind::Gemini => super::gemini::parse_error(v),
         });
         match found {
-            Some((kind, message)) => ErrorInfo {
-                status: Some(status),
-                kind,
-                message,
-            },
+            Some((kind, message)) => ErrorInfo { status: Some(status), kind, message },
             None => {
                 let text = String::from_utf8_lossy(body);
                 let text = text.trim();
-                let message = if text.is_empty() {
-                    format!("provider answered {status}")
-                } else {
-                    truncate(text, 2000)
-                };
-                ErrorInfo {
-                    status: Some(status),
-                    kind: None,
-                    message,
-                }
+                let message =
+                    if text.is_empty() { format!("provider answered {status}") } else { truncate(text, 2000) };
+                ErrorInfo { status: Some(status), kind: None, message }
             }
         }
     }
@@ -352,41 +340,28 @@ pub fn truncate(text: &str, max: usize) -> String {
 
 /// The object at `at`, or an error naming it.
 pub fn object<'a>(value: &'a Value, at: &str) -> Result<&'a Map<String, Value>, TranslateError> {
-    value
-        .as_object()
-        .ok_or_else(|| TranslateError::invalid(format!("{at} must be an object")))
+    value.as_object().ok_or_else(|| TranslateError::invalid(format!("{at} must be an object")))
 }
 
 /// The array at `at`, or an error naming it.
 pub fn array<'a>(value: &'a Value, at: &str) -> Result<&'a Vec<Value>, TranslateError> {
-    value
-        .as_array()
-        .ok_or_else(|| TranslateError::invalid(format!("{at} must be an array")))
+    value.as_array().ok_or_else(|| TranslateError::invalid(format!("{at} must be an array")))
 }
 
 pub fn string(value: &Value, at: &str) -> Result<String, TranslateError> {
-    value
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| TranslateError::invalid(format!("{at} must be a string")))
+    value.as_str().map(str::to_string).ok_or_else(|| TranslateError::invalid(format!("{at} must be a string")))
 }
 
 pub fn number(value: &Value, at: &str) -> Result<f64, TranslateError> {
-    value
-        .as_f64()
-        .ok_or_else(|| TranslateError::invalid(format!("{at} must be a number")))
+    value.as_f64().ok_or_else(|| TranslateError::invalid(format!("{at} must be a number")))
 }
 
 pub fn unsigned(value: &Value, at: &str) -> Result<u64, TranslateError> {
-    value
-        .as_u64()
-        .ok_or_else(|| TranslateError::invalid(format!("{at} must be a non-negative integer")))
+    value.as_u64().ok_or_else(|| TranslateError::invalid(format!("{at} must be a non-negative integer")))
 }
 
 pub fn boolean(value: &Value, at: &str) -> Result<bool, TranslateError> {
-    value
-        .as_bool()
-        .ok_or_else(|| TranslateError::invalid(format!("{at} must be a boolean")))
+    value.as_bool().ok_or_else(|| TranslateError::invalid(format!("{at} must be a boolean")))
 }
 
 /// A required string field of `obj`.

@@ -29,6 +29,8 @@ pub mod stream;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
+mod tests_mock;
+#[cfg(test)]
 mod tests_request;
 #[cfg(test)]
 mod tests_response;
@@ -108,10 +110,7 @@ pub enum TranslateError {
 
 impl TranslateError {
     pub(crate) fn unsupported(field: impl Into<String>, target: &'static str) -> TranslateError {
-        TranslateError::Unsupported {
-            field: field.into(),
-            target,
-        }
+        TranslateError::Unsupported { field: field.into(), target }
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> TranslateError {
@@ -119,12 +118,22 @@ impl TranslateError {
     }
 }
 
-/// Credentials resolved at config load.
-#[derive(Debug, Clone, Copy)]
+/// Credentials resolved at config load. `Debug` never shows a key.
+#[derive(Clone, Copy)]
 pub enum Credentials<'a> {
     None,
     ApiKey(&'a str),
     Aws(&'a AwsCredentials),
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::ApiKey(_) => f.write_str("ApiKey(<redacted>)"),
+            Credentials::Aws(aws) => f.debug_tuple("Aws").field(aws).finish(),
+        }
+    }
 }
 
 /// The `host` header value for `provider`: `host`, or `host:port` when the port is not the
@@ -140,8 +149,12 @@ pub fn host_header(provider: &ProviderConfig) -> String {
 
 /// Builds the upstream request for `provider` from the client's body (a JSON object).
 ///
-/// `passthrough_auth` is the client's `Authorization` value when the provider's auth is
-/// passthrough; it is forwarded as `authorization` unless `creds` holds a key.
+/// The model is the provider's when configured, else the client's. The path is
+/// `provider.path` verbatim when set (for Bedrock and Gemini, whose paths differ between
+/// streamed and whole answers, the override then has to suit the request), else the
+/// kind's own. `passthrough_auth` is the client's `Authorization` value when the
+/// provider's auth is passthrough; it is forwarded as `authorization` unless `creds`
+/// holds a key. `now` is the SigV4 signing time.
 pub fn prepare(
     client: ClientApi,
     body: &Bytes,
@@ -181,8 +194,8 @@ pub fn prepare(
         Credentials::Aws(aws) => {
             if let ProviderKind::Bedrock { region } = &provider.kind {
                 let scheme = if provider.tls { "https" } else { "http" };
-                let uri = format!("{scheme}://{}{path_and_query}", host_header(provider));
                 let host = host_header(provider);
+                let uri = format!("{scheme}://{host}{path_and_query}");
                 let signed = [("content-type", "application/json"), ("host", host.as_str())];
                 headers.extend(sigv4::sign(aws, region, "bedrock", "POST", &uri, &signed, &body, now)?);
             } else if let Some(v) = passthrough_auth {
@@ -195,13 +208,7 @@ pub fn prepare(
             }
         }
     }
-    Ok(UpstreamRequest {
-        method: http::Method::POST,
-        path_and_query,
-        headers,
-        body,
-        stream,
-    })
+    Ok(UpstreamRequest { method: http::Method::POST, path_and_query, headers, body, stream })
 }
 
 fn sensitive(name: HeaderName, mut value: HeaderValue) -> (HeaderName, HeaderValue) {
@@ -213,22 +220,14 @@ fn sensitive(name: HeaderName, mut value: HeaderValue) -> (HeaderName, HeaderVal
 fn api_key_header(kind: &ProviderKind, key: &str) -> Result<(HeaderName, HeaderValue), TranslateError> {
     let bad = |_| TranslateError::invalid("the API key is not a valid header value");
     let (name, value) = match kind {
-        ProviderKind::OpenAi | ProviderKind::Bedrock { .. } => (
-            http::header::AUTHORIZATION,
-            HeaderValue::from_str(&format!("Bearer {key}")).map_err(bad)?,
-        ),
-        ProviderKind::Anthropic { .. } => (
-            HeaderName::from_static("x-api-key"),
-            HeaderValue::from_str(key).map_err(bad)?,
-        ),
-        ProviderKind::Gemini => (
-            HeaderName::from_static("x-goog-api-key"),
-            HeaderValue::from_str(key).map_err(bad)?,
-        ),
-        ProviderKind::Azure { .. } => (
-            HeaderName::from_static("api-key"),
-            HeaderValue::from_str(key).map_err(bad)?,
-        ),
+        ProviderKind::OpenAi | ProviderKind::Bedrock { .. } => {
+            (http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {key}")).map_err(bad)?)
+        }
+        ProviderKind::Anthropic { .. } => {
+            (HeaderName::from_static("x-api-key"), HeaderValue::from_str(key).map_err(bad)?)
+        }
+        ProviderKind::Gemini => (HeaderName::from_static("x-goog-api-key"), HeaderValue::from_str(key).map_err(bad)?),
+        ProviderKind::Azure { .. } => (HeaderName::from_static("api-key"), HeaderValue::from_str(key).map_err(bad)?),
     };
     Ok(sensitive(name, value))
 }
@@ -255,10 +254,7 @@ fn default_path(
         ProviderKind::Anthropic { .. } => "/v1/messages".to_string(),
         ProviderKind::Bedrock { .. } => bedrock::path(need_model()?, stream),
         ProviderKind::Gemini => gemini::path(need_model()?, stream),
-        ProviderKind::Azure {
-            deployment,
-            api_version,
-        } => azure::path(deployment, api_version),
+        ProviderKind::Azure { deployment, api_version } => azure::path(deployment, api_version),
     })
 }
 
@@ -303,7 +299,7 @@ pub fn needs_translation(client: ClientApi, provider: &ProviderKind) -> bool {
 
 /// What a reply needs that the provider may not say: when it was made and an id.
 #[derive(Debug, Clone)]
-pub(crate) struct ReplyMeta {
+pub struct ReplyMeta {
     pub created: u64,
     /// Used when the provider's answer carries no id.
     pub fallback_id: String,
@@ -379,9 +375,7 @@ pub(crate) fn translate_reply(
         let info = ir::ErrorInfo::from_body(provider, status, body);
         emit_error(client, &info)
     };
-    serde_json::to_vec(&value)
-        .map(Bytes::from)
-        .map_err(|e| TranslateError::invalid(e.to_string()))
+    serde_json::to_vec(&value).map(Bytes::from).map_err(|e| TranslateError::invalid(e.to_string()))
 }
 
 /// An error in the client's API shape.
@@ -403,12 +397,7 @@ pub fn stream_translator(
     if !needs_translation(client, provider) {
         return None;
     }
-    Some(stream::translator(
-        client,
-        provider,
-        ReplyMeta::now(client, model),
-        include_usage,
-    ))
+    Some(stream::translator(client, provider, ReplyMeta::now(client, model), include_usage))
 }
 
 /// `GET /v1/models` for a route: the providers' configured models, first owner wins.

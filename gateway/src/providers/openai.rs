@@ -53,11 +53,7 @@ pub fn parse_request(body: &Value, target: &'static str) -> Result<Request, Tran
             "parallel_tool_calls" => req.parallel_tool_calls = Some(boolean(value, key)?),
             "user" => req.user = Some(string(value, key)?),
             "seed" => {
-                req.seed = Some(
-                    value
-                        .as_i64()
-                        .ok_or_else(|| TranslateError::invalid("seed must be an integer"))?,
-                )
+                req.seed = Some(value.as_i64().ok_or_else(|| TranslateError::invalid("seed must be an integer"))?)
             }
             "frequency_penalty" | "presence_penalty" => {
                 let n = number(value, key)?;
@@ -119,11 +115,7 @@ fn parse_message(req: &mut Request, message: &Value, at: &str, target: &'static 
             }
             if let Some(calls) = obj.get("tool_calls").filter(|c| !c.is_null()) {
                 for (j, call) in array(calls, &format!("{at}.tool_calls"))?.iter().enumerate() {
-                    parts.push(Part::ToolCall(parse_tool_call(
-                        call,
-                        &format!("{at}.tool_calls[{j}]"),
-                        target,
-                    )?));
+                    parts.push(Part::ToolCall(parse_tool_call(call, &format!("{at}.tool_calls[{j}]"), target)?));
                 }
             }
             req.push(Role::Assistant, parts);
@@ -132,13 +124,7 @@ fn parse_message(req: &mut Request, message: &Value, at: &str, target: &'static 
             let id = req_str(obj, "tool_call_id", at)?;
             let name = req.tool_name(&id);
             let content = content_parts(content, at, target, false)?;
-            let result = ToolResult {
-                id,
-                name,
-                content,
-                is_error: false,
-                at: at.to_string(),
-            };
+            let result = ToolResult { id, name, content, is_error: false, at: at.to_string() };
             req.push(Role::User, vec![Part::ToolResult(result)]);
         }
     }
@@ -156,11 +142,7 @@ fn content_parts(
         return Ok(Vec::new());
     };
     if let Value::String(s) = content {
-        return Ok(if s.is_empty() {
-            Vec::new()
-        } else {
-            vec![Part::Text(s.clone())]
-        });
+        return Ok(if s.is_empty() { Vec::new() } else { vec![Part::Text(s.clone())] });
     }
     let mut parts = Vec::new();
     for (j, part) in array(content, &format!("{at}.content"))?.iter().enumerate() {
@@ -196,9 +178,7 @@ fn content_parts(
                 let source = match parse_data_url(&url) {
                     Some((media_type, data)) => ImageSource::Base64 { media_type, data },
                     None if url.starts_with("data:") => {
-                        return Err(TranslateError::invalid(format!(
-                            "{iat}.url: only base64 data URLs are supported"
-                        )))
+                        return Err(TranslateError::invalid(format!("{iat}.url: only base64 data URLs are supported")))
                     }
                     None => ImageSource::Url(url),
                 };
@@ -285,10 +265,7 @@ fn parse_response_format(value: &Value, target: &'static str) -> Result<Option<R
                 schema: schema.get("schema").cloned().unwrap_or_else(|| json!({})),
             }))
         }
-        other => Err(TranslateError::unsupported(
-            format!("response_format.type = {other}"),
-            target,
-        )),
+        other => Err(TranslateError::unsupported(format!("response_format.type = {other}"), target)),
     }
 }
 
@@ -415,10 +392,7 @@ fn emit_user(messages: &mut Vec<Value>, parts: &[Part], target: &'static str) ->
                 }
                 let content = match texts.as_slice() {
                     [one] => json!(one),
-                    many => json!(many
-                        .iter()
-                        .map(|t| json!({"type": "text", "text": t}))
-                        .collect::<Vec<_>>()),
+                    many => json!(many.iter().map(|t| json!({"type": "text", "text": t})).collect::<Vec<_>>()),
                 };
                 messages.push(json!({"role": "tool", "tool_call_id": r.id, "content": content}));
             }
@@ -464,20 +438,14 @@ fn emit_assistant(parts: &[Part], target: &'static str) -> Result<Value, Transla
             })),
             Part::Image(i) => return Err(TranslateError::unsupported(i.at.clone(), target)),
             Part::ToolResult(r) => {
-                return Err(TranslateError::invalid(format!(
-                    "{}: tool result in an assistant turn",
-                    r.at
-                )))
+                return Err(TranslateError::invalid(format!("{}: tool result in an assistant turn", r.at)))
             }
         }
     }
     let content = match texts.as_slice() {
         [] => Value::Null,
         [one] => json!(one),
-        many => json!(many
-            .iter()
-            .map(|t| json!({"type": "text", "text": t}))
-            .collect::<Vec<_>>()),
+        many => json!(many.iter().map(|t| json!({"type": "text", "text": t})).collect::<Vec<_>>()),
     };
     let mut out = json!({"role": "assistant", "content": content});
     if !calls.is_empty() {
@@ -499,9 +467,7 @@ fn finish_from(reason: &str) -> Finish {
 }
 
 fn usage_from(u: &Value) -> Usage {
-    let cached = u
-        .pointer("/prompt_tokens_details/cached_tokens")
-        .and_then(Value::as_u64);
+    let cached = u.pointer("/prompt_tokens_details/cached_tokens").and_then(Value::as_u64);
     Usage {
         input: count(u, "prompt_tokens").map(|p| p.saturating_sub(cached.unwrap_or(0))),
         output: count(u, "completion_tokens"),
@@ -514,7 +480,7 @@ fn usage_from(u: &Value) -> Usage {
 pub fn usage_value(u: &Usage) -> Value {
     let prompt = u.prompt_total();
     let completion = u.output.unwrap_or(0);
-    let mut v = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+    let mut v = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt.saturating_add(completion)});
     if let Some(cached) = u.cache_read {
         v["prompt_tokens_details"] = json!({"cached_tokens": cached});
     }
@@ -523,9 +489,7 @@ pub fn usage_value(u: &Usage) -> Value {
 
 /// Reads a `chat.completion`.
 pub fn parse_reply(v: &Value) -> Result<Reply, TranslateError> {
-    let choice = v
-        .pointer("/choices/0")
-        .ok_or_else(|| TranslateError::invalid("provider answer has no choices"))?;
+    let choice = v.pointer("/choices/0").ok_or_else(|| TranslateError::invalid("provider answer has no choices"))?;
     let message = choice.get("message").unwrap_or(&Value::Null);
     let mut parts = Vec::new();
     if let Some(text) = message.get("content").and_then(Value::as_str) {
@@ -543,10 +507,7 @@ pub fn parse_reply(v: &Value) -> Result<Reply, TranslateError> {
             let args = function.get("arguments").and_then(Value::as_str).unwrap_or("");
             parts.push(ReplyPart::ToolCall(ToolCall {
                 id: call.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
-                name: string(
-                    function.get("name").unwrap_or(&Value::Null),
-                    &format!("{at}.function.name"),
-                )?,
+                name: string(function.get("name").unwrap_or(&Value::Null), &format!("{at}.function.name"))?,
                 arguments: arguments_object(args, &format!("{at}.function.arguments"))?,
             }));
         }
@@ -599,10 +560,7 @@ pub fn emit_reply(reply: &Reply, meta: &ReplyMeta) -> Result<Value, TranslateErr
 pub fn parse_error(v: &Value) -> Option<(Option<String>, String)> {
     let error = v.get("error")?;
     let message = error.get("message")?.as_str()?.to_string();
-    let kind = ["type", "code"]
-        .iter()
-        .find_map(|k| error.get(*k).and_then(Value::as_str))
-        .map(str::to_string);
+    let kind = ["type", "code"].iter().find_map(|k| error.get(*k).and_then(Value::as_str)).map(str::to_string);
     Some((kind, message))
 }
 
@@ -639,11 +597,7 @@ impl SseMapper for ChunkMapper {
         }
         let v = json_data(&event)?;
         if let Some((kind, message)) = parse_error(&v) {
-            return sink(Event::Error(ErrorInfo {
-                status: None,
-                kind,
-                message,
-            }));
+            return sink(Event::Error(ErrorInfo { status: None, kind, message }));
         }
         if !self.started {
             self.started = true;
@@ -683,15 +637,10 @@ impl ChunkMapper {
         let function = call.get("function").unwrap_or(&Value::Null);
         if id.is_some() || self.tool_index != Some(index) {
             let (Some(id), Some(name)) = (id, function.get("name").and_then(Value::as_str)) else {
-                return Err(TranslateError::invalid(
-                    "provider stream: a tool call starts without an id and a name",
-                ));
+                return Err(TranslateError::invalid("provider stream: a tool call starts without an id and a name"));
             };
             self.tool_index = Some(index);
-            sink(Event::ToolStart {
-                id: id.to_string(),
-                name: name.to_string(),
-            })?;
+            sink(Event::ToolStart { id: id.to_string(), name: name.to_string() })?;
         }
         match function.get("arguments").and_then(Value::as_str) {
             Some(args) if !args.is_empty() => sink(Event::ToolArgs(args.to_string())),
@@ -781,15 +730,9 @@ impl Encoder for ChunkEncoder {
             }
             Event::ToolArgs(args) => {
                 let Some(index) = self.tools.checked_sub(1) else {
-                    return Err(TranslateError::invalid(
-                        "provider stream: tool arguments before any tool call",
-                    ));
+                    return Err(TranslateError::invalid("provider stream: tool arguments before any tool call"));
                 };
-                self.chunk(
-                    json!({"tool_calls": [{"index": index, "function": {"arguments": args}}]}),
-                    None,
-                    out,
-                )
+                self.chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": args}}]}), None, out)
             }
             Event::Finish(finish) => {
                 self.start(out)?;

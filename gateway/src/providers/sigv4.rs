@@ -110,11 +110,9 @@ fn from_profile(text: &str, profile: &str) -> Result<AwsCredentials, String> {
         return Err("is not in the file".to_string());
     }
     match (id, secret) {
-        (Some(access_key_id), Some(secret_access_key)) => Ok(AwsCredentials {
-            access_key_id,
-            secret_access_key,
-            session_token: token,
-        }),
+        (Some(access_key_id), Some(secret_access_key)) => {
+            Ok(AwsCredentials { access_key_id, secret_access_key, session_token: token })
+        }
         (None, _) => Err("has no aws_access_key_id".to_string()),
         (_, None) => Err("has no aws_secret_access_key".to_string()),
     }
@@ -188,11 +186,7 @@ mod tests {
     }
 
     fn header<'a>(headers: &'a [(HeaderName, HeaderValue)], name: &str) -> &'a str {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.to_str().unwrap())
-            .unwrap()
+        headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_str().unwrap()).unwrap()
     }
 
     #[test]
@@ -230,10 +224,7 @@ mod tests {
             "bedrock",
             "POST",
             "https://bedrock-runtime.us-west-2.amazonaws.com/model/m%3A0/converse",
-            &[
-                ("content-type", "application/json"),
-                ("host", "bedrock-runtime.us-west-2.amazonaws.com"),
-            ],
+            &[("content-type", "application/json"), ("host", "bedrock-runtime.us-west-2.amazonaws.com")],
             b"{}",
             suite_time(),
         )
@@ -262,16 +253,8 @@ mod tests {
     #[test]
     fn loads_from_the_environment_first() {
         let c = load(
-            &[
-                ("AWS_ACCESS_KEY_ID", "AK"),
-                ("AWS_SECRET_ACCESS_KEY", "SK"),
-                ("AWS_SESSION_TOKEN", "T"),
-                ("HOME", "/h"),
-            ],
-            &[(
-                "/h/.aws/credentials",
-                "[default]\naws_access_key_id=X\naws_secret_access_key=Y\n",
-            )],
+            &[("AWS_ACCESS_KEY_ID", "AK"), ("AWS_SECRET_ACCESS_KEY", "SK"), ("AWS_SESSION_TOKEN", "T"), ("HOME", "/h")],
+            &[("/h/.aws/credentials", "[default]\naws_access_key_id=X\naws_secret_access_key=Y\n")],
         )
         .unwrap();
         assert_eq!(
@@ -291,23 +274,11 @@ mod tests {
         let file = "# comment\n[default]\naws_access_key_id = D\naws_secret_access_key = DS\n\n[work]\naws_access_key_id=W\naws_secret_access_key=WS\naws_session_token=WT\n";
         let c = load(&[("HOME", "/h")], &[("/h/.aws/credentials", file)]).unwrap();
         assert_eq!((c.access_key_id.as_str(), c.session_token), ("D", None));
-        let c = load(
-            &[("AWS_SHARED_CREDENTIALS_FILE", "/f"), ("AWS_PROFILE", "work")],
-            &[("/f", file)],
-        )
-        .unwrap();
+        let c = load(&[("AWS_SHARED_CREDENTIALS_FILE", "/f"), ("AWS_PROFILE", "work")], &[("/f", file)]).unwrap();
         assert_eq!(c.session_token.as_deref(), Some("WT"));
-        let e = load(
-            &[("HOME", "/h"), ("AWS_PROFILE", "nope")],
-            &[("/h/.aws/credentials", file)],
-        )
-        .unwrap_err();
+        let e = load(&[("HOME", "/h"), ("AWS_PROFILE", "nope")], &[("/h/.aws/credentials", file)]).unwrap_err();
         assert!(e.contains("[nope]") && e.contains("not in the file"), "{e}");
-        let e = load(
-            &[("HOME", "/h")],
-            &[("/h/.aws/credentials", "[default]\naws_access_key_id=A\n")],
-        )
-        .unwrap_err();
+        let e = load(&[("HOME", "/h")], &[("/h/.aws/credentials", "[default]\naws_access_key_id=A\n")]).unwrap_err();
         assert!(e.contains("aws_secret_access_key"), "{e}");
         let e = load(&[("HOME", "/h")], &[]).unwrap_err();
         assert!(e.contains("/h/.aws/credentials cannot be read"), "{e}");

@@ -165,22 +165,10 @@ mod tests {
     fn parses_events_with_any_line_ending_and_split() {
         let input = "\u{feff}event: a\n: comment\nevent: a\ndata: 1\ndata:2\n\nid: 7\r\ndata: x\r\n\r\nevent: b\rdata: y\r\rdata: last";
         let expected = vec![
-            SseEvent {
-                event: Some("a".into()),
-                data: "1\n2".into(),
-            },
-            SseEvent {
-                event: None,
-                data: "x".into(),
-            },
-            SseEvent {
-                event: Some("b".into()),
-                data: "y".into(),
-            },
-            SseEvent {
-                event: None,
-                data: "last".into(),
-            },
+            SseEvent { event: Some("a".into()), data: "1\n2".into() },
+            SseEvent { event: None, data: "x".into() },
+            SseEvent { event: Some("b".into()), data: "y".into() },
+            SseEvent { event: None, data: "last".into() },
         ];
         for piece in [1, 2, 3, 5, 1000] {
             assert_eq!(parse_in_pieces(input.as_bytes(), piece), expected, "piece {piece}");

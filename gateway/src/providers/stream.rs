@@ -10,7 +10,9 @@ use bytes::{BufMut, BytesMut};
 use serde_json::Value;
 
 /// Incremental stream translation. Feed raw upstream body chunks as they arrive; get
-/// client-API SSE bytes out.
+/// client-API SSE bytes out. A provider error event inside the stream becomes the client
+/// API's error event (and no terminal events follow it). After an `Err` the stream is
+/// broken: stop using the translator.
 pub trait StreamTranslator: Send {
     fn push(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), TranslateError>;
     /// Upstream ended cleanly: flush, emit the terminal events (`[DONE]` / `message_stop`)
@@ -48,10 +50,7 @@ pub struct SseDecoder<M> {
 
 impl<M: SseMapper> SseDecoder<M> {
     pub fn new(mapper: M) -> Self {
-        SseDecoder {
-            parser: SseParser::new(),
-            mapper,
-        }
+        SseDecoder { parser: SseParser::new(), mapper }
     }
 }
 
@@ -94,7 +93,7 @@ pub(crate) fn translator(
 ) -> Box<dyn StreamTranslator> {
     let decoder: Box<dyn Decoder> = match provider {
         ProviderKind::OpenAi | ProviderKind::Azure { .. } => Box::new(SseDecoder::new(openai::ChunkMapper::default())),
-        ProviderKind::Anthropic { .. } => Box::new(SseDecoder::new(anthropic::EventMapper::default())),
+        ProviderKind::Anthropic { .. } => Box::new(SseDecoder::new(anthropic::EventMapper)),
         ProviderKind::Bedrock { .. } => Box::new(bedrock::EventStreamDecoder::new(client.name())),
         ProviderKind::Gemini => Box::new(SseDecoder::new(gemini::ChunkMapper::new(client.name()))),
     };

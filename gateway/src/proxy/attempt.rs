@@ -379,6 +379,11 @@ impl Gateway {
         loop {
             let data = match pending.take() {
                 Some(p) => p,
+                // The client may already hold the whole answer and be sending its next
+                // request on this connection: never probe it once the body is complete.
+                None if up.response_done() => {
+                    return self.finish_relay(session, &mut splitter, sse, &tap, &json).await;
+                }
                 None => {
                     let wait = gap.min(req.deadline.saturating_duration_since(Instant::now()));
                     let chunk = tokio::select! {
@@ -387,17 +392,7 @@ impl Gateway {
                     };
                     match chunk {
                         Ok(Ok(Some(d))) => d,
-                        Ok(Ok(None)) => {
-                            let rest = splitter.take_rest();
-                            if !rest.is_empty() && session.write_response_body(Some(rest), false).await.is_err() {
-                                return (StreamEnd::ClientGone, tap.usage);
-                            }
-                            let usage = if sse { tap.usage } else { json_usage(&json) };
-                            return match session.write_response_body(None, true).await {
-                                Ok(()) => (StreamEnd::Complete, usage),
-                                Err(_) => (StreamEnd::ClientGone, usage),
-                            };
-                        }
+                        Ok(Ok(None)) => return self.finish_relay(session, &mut splitter, sse, &tap, &json).await,
                         Ok(Err(e)) => return (StreamEnd::UpstreamBroke(e.to_string()), tap.usage),
                         Err(_) => return (StreamEnd::UpstreamBroke(format!("no data for {wait:?}")), tap.usage),
                     }
@@ -425,6 +420,28 @@ impl Gateway {
             if session.write_response_body(Some(out), false).await.is_err() {
                 return (StreamEnd::ClientGone, tap.usage);
             }
+        }
+    }
+}
+
+impl Gateway {
+    /// Ends a relayed response: the unfinished tail of an event stream, then the end.
+    async fn finish_relay(
+        &self,
+        session: &mut Session,
+        splitter: &mut Splitter,
+        sse: bool,
+        tap: &UsageTap,
+        json: &[u8],
+    ) -> (StreamEnd, Option<Usage>) {
+        let rest = splitter.take_rest();
+        if !rest.is_empty() && session.write_response_body(Some(rest), false).await.is_err() {
+            return (StreamEnd::ClientGone, tap.usage);
+        }
+        let usage = if sse { tap.usage } else { json_usage(json) };
+        match session.write_response_body(None, true).await {
+            Ok(()) => (StreamEnd::Complete, usage),
+            Err(_) => (StreamEnd::ClientGone, usage),
         }
     }
 }

@@ -345,6 +345,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if crate::lifecycle::draining() {
+            session.set_keepalive(None);
+        }
         self.0.serve(session, ctx).await?;
         Ok(true)
     }

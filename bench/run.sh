@@ -1,0 +1,604 @@
+#!/usr/bin/env bash
+# Switchyard versus nginx as a failover proxy, on one machine, in one command.
+#
+#   bench/run.sh [options]
+#
+#   -d, --duration SECS   measured time per scenario and proxy (default 10)
+#       --scenarios LIST  comma-separated subset of 1-6 (default 1,2,3,4,5,6)
+#       --repeat N        measure every scenario N times, alternating which proxy goes
+#                         first; the tables show medians (default 1)
+#       --smoke           1 s per scenario, no pass/fail judgement (CI: the harness works)
+#       --write-results   also write the tables to bench/RESULTS.md
+#       --no-build        skip bench/setup.sh (tools and release binaries must exist)
+#   -h, --help
+#
+# Scenarios (details in bench/README.md): 1 healthy primary; 2 primary answers 429 and is
+# ejected; 3 every request meets the failing primary first; 4 1 MiB bodies with failover;
+# 5 time to first byte of a 100-event SSE stream, gateway versus direct; 6 RSS with 1,000
+# open keep-alive connections.
+#
+# The proxy under test (one worker) runs on CPU 0; wrk, bench-load and the mock upstream
+# (nginx returning fixed OpenAI answers) on CPU 1. Everything listens on 127.0.0.1 on free
+# ports; every process started here is stopped on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+COMMAND="bench/run.sh$(printf ' %q' "$@")"
+
+duration=10
+scenarios="1,2,3,4,5,6"
+repeat=1
+smoke=0
+write_results=0
+build=1
+wrk_conns=32
+hold_conns=1000
+warmup=1
+
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -d|--duration) duration="${2:?--duration needs a value}"; shift 2 ;;
+    --duration=*) duration="${1#*=}"; shift ;;
+    --scenarios) scenarios="${2:?--scenarios needs a value}"; shift 2 ;;
+    --scenarios=*) scenarios="${1#*=}"; shift ;;
+    --repeat) repeat="${2:?--repeat needs a value}"; shift 2 ;;
+    --repeat=*) repeat="${1#*=}"; shift ;;
+    --smoke) smoke=1; shift ;;
+    --write-results) write_results=1; shift ;;
+    --no-build) build=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+duration="${duration%s}"
+if [ "$smoke" = 1 ]; then duration=1; fi
+[[ "$duration" =~ ^[0-9]+$ && "$duration" -ge 1 ]] || { echo "run.sh: --duration must be whole seconds >= 1" >&2; exit 2; }
+[[ "$repeat" =~ ^[0-9]+$ && "$repeat" -ge 1 ]] || { echo "run.sh: --repeat must be >= 1" >&2; exit 2; }
+IFS=',' read -r -a selected <<<"$scenarios"
+for s in "${selected[@]}"; do
+  [[ "$s" =~ ^[1-6]$ ]] || { echo "run.sh: unknown scenario '$s' (1-6)" >&2; exit 2; }
+done
+want() { [[ ",$scenarios," == *",$1,"* ]]; }
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools and binaries
+if [ "$build" = 1 ]; then
+  log "setup: tools and release build (bench/setup.sh)"
+  bench/setup.sh
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+for tool in "$NGINX" wrk taskset curl; do
+  command -v "$tool" >/dev/null || die "$tool not found (run bench/setup.sh)"
+done
+GATEWAY="$ROOT/target/release/switchyard"
+LOAD="$ROOT/target/release/bench-load"
+for bin in "$GATEWAY" "$LOAD"; do
+  [ -x "$bin" ] || die "$bin missing (run bench/setup.sh or drop --no-build)"
+done
+
+# ---------------------------------------------------------------- CPU pinning, limits
+ncpu="$(nproc)"
+if [ "$ncpu" -ge 2 ]; then
+  PROXY_CPU="${PROXY_CPU:-0}"
+  LOAD_CPU="${LOAD_CPU:-1}"
+else
+  log "only one CPU: proxy and load share it, numbers are not comparable to 2-CPU runs"
+  PROXY_CPU=0
+  LOAD_CPU=0
+fi
+hard="$(ulimit -Hn)"
+if [ "$hard" = unlimited ] || [ "$hard" -gt 65536 ]; then hard=65536; fi
+ulimit -n "$hard" 2>/dev/null || true
+[ "$(ulimit -n)" -ge $((2 * hold_conns + 200)) ] ||
+  die "open-file limit $(ulimit -n) is too low for $hold_conns connections (raise ulimit -n)"
+
+# ---------------------------------------------------------------- processes and cleanup
+WORK="$(mktemp -d /tmp/switchyard-bench.XXXXXX)"
+chmod 755 "$WORK"
+mkdir -m 777 "$WORK/mock-body" "$WORK/peer-body" "$WORK/peer-proxy"
+PIDS=()
+finished=0
+
+stop_pid() { # pid: TERM, wait up to 5 s, then KILL
+  local pid="$1" i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? i
+  trap - EXIT INT TERM
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+  if [ "$finished" = 1 ] && [ "$rc" = 0 ]; then
+    rm -rf "$WORK"
+  else
+    log "logs and configs kept in $WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_in_use() {
+  if command -v ss >/dev/null; then
+    [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  fi
+}
+# Listening ports below the ephemeral range, so that outgoing connections cannot take them.
+read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range
+port_lo=20000
+[ "$eph_lo" -gt 21000 ] || port_lo=10000
+[ "$eph_lo" -gt $((port_lo + 1000)) ] || eph_lo=$((port_lo + 10000))
+TAKEN=" "
+pick_port() {
+  local p tries=0
+  while :; do
+    p=$((port_lo + (RANDOM * 32768 + RANDOM) % (eph_lo - port_lo)))
+    if [[ "$TAKEN" != *" $p "* ]] && ! port_in_use "$p"; then
+      TAKEN+="$p "
+      echo "$p"
+      return
+    fi
+    tries=$((tries + 1))
+    [ "$tries" -lt 1000 ] || die "no free port found"
+  done
+}
+
+wait_port() { # port [what]
+  local i
+  for i in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  die "${2:-something} did not listen on 127.0.0.1:$1 within 5 s"
+}
+
+children_of() {
+  cat "/proc/$1/task/$1/children" 2>/dev/null ||
+    awk -v m="$1" '$4 == m { print $1 }' /proc/[0-9]*/stat 2>/dev/null || true
+}
+
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+render() { # template output: replaces @KEY@ with the value of shell variable KEY
+  local line key
+  cp "$1" "$2"
+  grep -v '^[[:space:]]*#' "$1" | grep -o '@[A-Z_0-9]*@' | sort -u | while read -r key; do
+    key="${key//@/}"
+    [ -n "${!key+x}" ] || die "template $1 uses @$key@ which is not set"
+    line="${!key}"
+    line="${line//\\/\\\\}"
+    line="${line//|/\\|}"
+    line="${line//&/\\&}"
+    sed -i "s|@$key@|$line|g" "$2"
+  done
+}
+
+PORT_OK_A="$(pick_port)"
+PORT_OK_B="$(pick_port)"
+PORT_429="$(pick_port)"
+PORT_503="$(pick_port)"
+PORT_SSE="$(pick_port)"
+PORT_GATEWAY="$(pick_port)"
+PORT_ADMIN="$(pick_port)"
+PORT_PEER="$(pick_port)"
+
+# ---------------------------------------------------------------- request bodies
+BODY_CHAT="$WORK/body-600.json"
+BODY_STREAM="$WORK/body-600-stream.json"
+BODY_1M="$WORK/body-1mib.json"
+"$LOAD" body --bytes 600 >"$BODY_CHAT"
+"$LOAD" body --bytes 600 --stream >"$BODY_STREAM"
+"$LOAD" body --bytes 1048576 >"$BODY_1M"
+
+# ---------------------------------------------------------------- mock upstream
+render bench/nginx/mock.conf.in "$WORK/mock.conf"
+"$NGINX" -t -q -p "$WORK" -c "$WORK/mock.conf" 2>"$WORK/mock-test.log" ||
+  die "mock nginx config rejected: $(cat "$WORK/mock-test.log")"
+taskset -c "$LOAD_CPU" "$NGINX" -p "$WORK" -c "$WORK/mock.conf" -g 'daemon off;' 2>>"$WORK/mock-error.log" &
+PIDS+=($!)
+for p in "$PORT_OK_A" "$PORT_OK_B" "$PORT_429" "$PORT_503" "$PORT_SSE"; do wait_port "$p" "mock nginx"; done
+for w in $(children_of "${PIDS[0]}"); do PIDS+=("$w"); done
+
+expect_status() { # url want body_file -> dies unless the status is `want`
+  local got
+  got="$(curl -s -D "$WORK/curl.head" -o "$WORK/curl.out" -w '%{http_code}' \
+    -H 'content-type: application/json' --data-binary "@$3" "$1")" || true
+  [ "$got" = "$2" ] || die "$1 answered $got, expected $2: $(head -c 300 "$WORK/curl.out")"
+}
+expect_status "http://127.0.0.1:$PORT_OK_A/v1/chat/completions" 200 "$BODY_CHAT"
+expect_status "http://127.0.0.1:$PORT_429/v1/chat/completions" 429 "$BODY_CHAT"
+expect_status "http://127.0.0.1:$PORT_503/v1/chat/completions" 503 "$BODY_CHAT"
+expect_status "http://127.0.0.1:$PORT_SSE/v1/chat/completions" 200 "$BODY_STREAM"
+log "mock upstream on CPU $LOAD_CPU: 200 :$PORT_OK_A/:$PORT_OK_B, 429 :$PORT_429, 503 :$PORT_503, SSE :$PORT_SSE"
+
+# ---------------------------------------------------------------- scenario setup
+HEALTH_EJECT='{eviction: {duration: 1s, consecutiveFailures: 1}}'
+RETRY_EJECT='{attempts: 2}'
+HEALTH_NEVER='{unhealthyCondition: "false"}'
+RETRY_ALWAYS='{attempts: 2, onStatus: [429, 503]}'
+
+configure() { # scenario: sets the upstreams and policies of both proxies
+  BUFFERING=on
+  case "$1" in
+    1|6) PORT_PRIMARY=$PORT_OK_A; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT
+         PRIMARY="127.0.0.1:$PORT_OK_A max_fails=1 fail_timeout=60s" ;;
+    2)   PORT_PRIMARY=$PORT_429; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT
+         PRIMARY="127.0.0.1:$PORT_429 max_fails=1 fail_timeout=60s" ;;
+    3|4) PORT_PRIMARY=$PORT_429; HEALTH=$HEALTH_NEVER; RETRY=$RETRY_ALWAYS
+         PRIMARY="127.0.0.1:$PORT_429 max_fails=0" ;;
+    5)   PORT_PRIMARY=$PORT_SSE; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT; BUFFERING=off
+         PRIMARY="127.0.0.1:$PORT_SSE max_fails=1 fail_timeout=60s" ;;
+  esac
+  PORT_BACKUP=$PORT_OK_B
+  BACKUP="127.0.0.1:$PORT_OK_B"
+}
+
+check_provider() { # scenario: the first answer through Switchyard names the expected provider
+  local want=primary got attempts
+  case "$1" in 2|3|4) want=backup ;; esac
+  got="$(awk -F': *' 'tolower($1) == "x-switchyard-provider" { sub(/\r$/, "", $2); print $2 }' "$WORK/curl.head")"
+  attempts="$(awk -F': *' 'tolower($1) == "x-switchyard-attempts" { sub(/\r$/, "", $2); print $2 }' "$WORK/curl.head")"
+  if [ "$got" != "$want" ]; then
+    log "  WARNING: first answer came from provider '${got:-?}' (expected $want)"
+  else
+    log "  check: answered by $got after ${attempts:-?} attempt(s)"
+  fi
+}
+
+SY_PID=""
+start_switchyard() { # scenario
+  configure "$1"
+  render bench/configs/switchyard.yaml.in "$WORK/switchyard-s$1.yaml"
+  "$GATEWAY" --validate -c "$WORK/switchyard-s$1.yaml" >/dev/null 2>"$WORK/sy-validate.log" ||
+    die "switchyard rejected its config: $(cat "$WORK/sy-validate.log")"
+  SWITCHYARD_LOG="${SWITCHYARD_LOG:-warn}" taskset -c "$PROXY_CPU" "$GATEWAY" \
+    -c "$WORK/switchyard-s$1.yaml" --upgrade-sock "$WORK/upgrade.sock" \
+    >>"$WORK/switchyard-s$1.log" 2>&1 &
+  SY_PID=$!
+  PIDS+=("$SY_PID")
+  local i
+  for i in $(seq 200); do
+    curl -sf "http://127.0.0.1:$PORT_ADMIN/healthz" >/dev/null 2>&1 && break
+    kill -0 "$SY_PID" 2>/dev/null || die "switchyard exited: $(tail -5 "$WORK/switchyard-s$1.log")"
+    [ "$i" -lt 200 ] || die "switchyard not ready after 10 s"
+    sleep 0.05
+  done
+  wait_port "$PORT_GATEWAY" switchyard
+}
+stop_switchyard() { [ -z "$SY_PID" ] || stop_pid "$SY_PID"; SY_PID=""; }
+
+PEER_PID=""
+PEER_WORKER=""
+start_peer() { # scenario
+  configure "$1"
+  render bench/nginx/peer.conf.in "$WORK/peer-s$1.conf"
+  "$NGINX" -t -q -p "$WORK" -c "$WORK/peer-s$1.conf" 2>"$WORK/peer-test.log" ||
+    die "peer nginx config rejected: $(cat "$WORK/peer-test.log")"
+  taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK" -c "$WORK/peer-s$1.conf" -g 'daemon off;' \
+    2>>"$WORK/peer-error.log" &
+  PEER_PID=$!
+  PIDS+=("$PEER_PID")
+  wait_port "$PORT_PEER" "nginx peer"
+  PEER_WORKER=""
+  local i
+  for i in $(seq 50); do
+    PEER_WORKER="$(children_of "$PEER_PID" | awk 'NR == 1 { print $1 }')"
+    [ -z "$PEER_WORKER" ] || break
+    sleep 0.05
+  done
+  [ -n "$PEER_WORKER" ] || die "nginx peer has no worker process"
+  PIDS+=("$PEER_WORKER")
+}
+stop_peer() {
+  [ -z "$PEER_PID" ] || stop_pid "$PEER_PID"
+  [ -z "$PEER_WORKER" ] || stop_pid "$PEER_WORKER"
+  PEER_PID=""
+  PEER_WORKER=""
+}
+
+# ---------------------------------------------------------------- results store
+declare -A R # "scenario.proxy.metric" -> space-separated values, one per round
+add() { R["$1"]="${R["$1"]:-}${R["$1"]:+ }$2"; }
+get() { echo "${R["$1"]:-}"; }
+median() { # values... (empty -> nothing)
+  [ $# -gt 0 ] || return 0
+  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+med() { # key
+  # shellcheck disable=SC2046
+  median $(get "$1")
+}
+sum() { local t=0 v; for v in $(get "$1"); do t=$((t + v)); done; echo "$t"; }
+field() { # line key
+  local kv
+  for kv in $1; do
+    [ "${kv%%=*}" = "$2" ] && { echo "${kv#*=}"; return; }
+  done
+  echo ""
+}
+
+# ---------------------------------------------------------------- wrk scenarios 1-4
+run_wrk() { # url body seconds -> RESULT line
+  BENCH_BODY_FILE="$2" taskset -c "$LOAD_CPU" wrk -t1 -c"$wrk_conns" -d"$3s" --timeout 5s \
+    -s bench/wrk/post.lua "$1" >"$WORK/wrk.out" 2>&1 || die "wrk failed: $(cat "$WORK/wrk.out")"
+  grep '^RESULT' "$WORK/wrk.out" || die "wrk printed no result: $(cat "$WORK/wrk.out")"
+}
+
+measure_wrk() { # scenario proxy(sy|ng) body
+  local s="$1" who="$2" body="$3" url pid line
+  if [ "$who" = sy ]; then
+    start_switchyard "$s"; url="http://127.0.0.1:$PORT_GATEWAY/v1/chat/completions"; pid=$SY_PID
+  else
+    start_peer "$s"; url="http://127.0.0.1:$PORT_PEER/v1/chat/completions"; pid=$PEER_WORKER
+  fi
+  expect_status "$url" 200 "$body"
+  if [ "$who" = sy ]; then check_provider "$s"; fi
+  run_wrk "$url" "$body" "$warmup" >/dev/null
+  line="$(run_wrk "$url" "$body" "$duration")"
+  add "$s.$who.rps" "$(field "$line" rps)"
+  add "$s.$who.p50" "$(field "$line" p50_us)"
+  add "$s.$who.p99" "$(field "$line" p99_us)"
+  add "$s.$who.requests" "$(field "$line" requests)"
+  add "$s.$who.errors" "$(($(field "$line" err_connect) + $(field "$line" err_read) + $(field "$line" err_write) + $(field "$line" err_timeout) + $(field "$line" non2xx)))"
+  add "$s.$who.hwm" "$(hwm_kib "$pid")"
+  if [ "$who" = sy ]; then stop_switchyard; else stop_peer; fi
+  log "  $who: $(field "$line" rps) req/s, p50 $(field "$line" p50_us) us, p99 $(field "$line" p99_us) us, errors $(($(field "$line" err_connect) + $(field "$line" err_read) + $(field "$line" err_write) + $(field "$line" err_timeout))) socket / $(field "$line" non2xx) non-2xx"
+}
+
+scenario_wrk() { # scenario body round
+  local order=(sy ng)
+  [ $(($3 % 2)) = 1 ] || order=(ng sy)
+  local who
+  for who in "${order[@]}"; do measure_wrk "$1" "$who" "$2"; done
+}
+
+# ---------------------------------------------------------------- scenario 5: TTFB
+scenario_ttfb() {
+  local line who
+  start_switchyard 5
+  start_peer 5
+  local warm=200
+  if [ "$smoke" = 1 ]; then warm=20; fi
+  taskset -c "$LOAD_CPU" "$LOAD" ttfb --body-file "$BODY_STREAM" --duration "$duration" --warmup "$warm" \
+    --target "direct=127.0.0.1:$PORT_SSE" \
+    --target "sy=127.0.0.1:$PORT_GATEWAY" \
+    --target "ng=127.0.0.1:$PORT_PEER" >"$WORK/ttfb.out" 2>"$WORK/ttfb.err" ||
+    die "bench-load ttfb failed: $(cat "$WORK/ttfb.err")"
+  add 5.sy.hwm "$(hwm_kib "$SY_PID")"
+  add 5.ng.hwm "$(hwm_kib "$PEER_WORKER")"
+  stop_switchyard
+  stop_peer
+  while read -r line; do
+    who="$(field "$line" name)"
+    for k in n errors non200 ttfb_p50_us ttfb_p99_us total_p50_us total_p99_us events; do
+      add "5.$who.$k" "$(field "$line" "$k")"
+    done
+    log "  $who: TTFB p50 $(field "$line" ttfb_p50_us) us, p99 $(field "$line" ttfb_p99_us) us, n $(field "$line" n), errors $(field "$line" errors), events $(field "$line" events)"
+  done < <(grep '^RESULT' "$WORK/ttfb.out")
+}
+
+# ---------------------------------------------------------------- scenario 6: 1,000 connections
+scenario_hold() { # round
+  local order=(sy ng) who line addr pid
+  [ $(($1 % 2)) = 1 ] || order=(ng sy)
+  for who in "${order[@]}"; do
+    if [ "$who" = sy ]; then
+      start_switchyard 6; addr="127.0.0.1:$PORT_GATEWAY"; pid=$SY_PID
+    else
+      start_peer 6; addr="127.0.0.1:$PORT_PEER"; pid=$PEER_WORKER
+    fi
+    line="$(taskset -c "$LOAD_CPU" "$LOAD" hold --addr "$addr" --conns "$hold_conns" \
+      --body-file "$BODY_CHAT" --pid "p=$pid" 2>"$WORK/hold.err")" ||
+      die "bench-load hold failed against $who: $(cat "$WORK/hold.err")"
+    add "6.$who.ok1" "$(field "$line" ok1)"
+    add "6.$who.ok2" "$(field "$line" ok2)"
+    add "6.$who.rss" "$(field "$line" rss_kib_p)"
+    add "6.$who.hwm" "$(field "$line" hwm_kib_p)"
+    if [ "$who" = sy ]; then stop_switchyard; else stop_peer; fi
+    log "  $who: $(field "$line" ok1)/$hold_conns answered, $(field "$line" ok2) still open; RSS $(field "$line" rss_kib_p) KiB, peak $(field "$line" hwm_kib_p) KiB"
+  done
+}
+
+# ---------------------------------------------------------------- run
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+STARTED="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+names=([1]="Healthy primary" [2]="Primary answers 429 and is ejected"
+       [3]="Every request meets the failing primary first (no ejection)"
+       [4]="1 MiB request bodies, failover on every request"
+       [5]="Streaming: time to first byte, 100-event SSE"
+       [6]="1,000 concurrent keep-alive connections")
+for ((round = 1; round <= repeat; round++)); do
+  for s in 1 2 3 4 5 6; do
+    want "$s" || continue
+    log "scenario $s (round $round/$repeat): ${names[$s]}"
+    case "$s" in
+      1|2|3) scenario_wrk "$s" "$BODY_CHAT" "$round" ;;
+      4) scenario_wrk 4 "$BODY_1M" "$round" ;;
+      5) scenario_ttfb ;;
+      6) scenario_hold "$round" ;;
+    esac
+  done
+done
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------- report
+ms() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else printf "%.2f ms", v / 1000 }'; }
+mib() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else printf "%.1f MiB", v / 1024 }'; }
+int() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else printf "%.0f", v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f×", a / b }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && b != "" && a + 0 >= b + 0) }'; }
+verdict() { # condition-exit-status
+  if [ "$smoke" = 1 ]; then echo "not judged (smoke)"; elif [ "$1" = 0 ]; then echo "**PASS**"; else echo "**FAIL**"; fi
+}
+SUMMARY=()
+
+report_wrk() { # scenario
+  local s="$1" who
+  local rs rn p50s p50n p99s p99n hs hn
+  rs="$(med "$s.sy.rps")"; rn="$(med "$s.ng.rps")"
+  p50s="$(med "$s.sy.p50")"; p50n="$(med "$s.ng.p50")"
+  p99s="$(med "$s.sy.p99")"; p99n="$(med "$s.ng.p99")"
+  hs="$(med "$s.sy.hwm")"; hn="$(med "$s.ng.hwm")"
+  echo "### $s. ${names[$s]}"
+  echo
+  echo "| proxy | req/s | p50 | p99 | peak RSS | errors |"
+  echo "|---|--:|--:|--:|--:|--:|"
+  echo "| switchyard | $(int "$rs") | $(ms "$p50s") | $(ms "$p99s") | $(mib "$hs") | $(sum "$s.sy.errors") |"
+  echo "| nginx | $(int "$rn") | $(ms "$p50n") | $(ms "$p99n") | $(mib "$hn") | $(sum "$s.ng.errors") |"
+  echo "| switchyard/nginx | $(ratio "$rs" "$rn") | $(ratio "$p50s" "$p50n") | $(ratio "$p99s" "$p99n") | $(ratio "$hs" "$hn") | |"
+  echo
+  if [ "$repeat" -gt 1 ]; then
+    echo "Medians of $repeat rounds. req/s per round: switchyard $(get "$s.sy.rps" | tr ' ' '/'), nginx $(get "$s.ng.rps" | tr ' ' '/')."
+    echo
+  fi
+  local ok=1 target measured errs_ok=0
+  [ "$(sum "$s.sy.errors")" = 0 ] && [ "$(sum "$s.ng.errors")" = 0 ] && errs_ok=1
+  case "$s" in
+    1) target="req/s ≥ 1.0× nginx and p99 no worse"
+       measured="$(ratio "$rs" "$rn") req/s; p99 $(ms "$p99s") vs $(ms "$p99n")"
+       ge "$rs" "$rn" && ge "$p99n" "$p99s" && [ "$errs_ok" = 1 ] && ok=0 ;;
+    2) local r1; r1="$(med 1.sy.rps)"
+       target="req/s ≥ 0.95× Switchyard's scenario 1"
+       if [ -n "$r1" ]; then
+         measured="$(ratio "$rs" "$r1") of $(int "$r1") req/s (nginx: $(ratio "$rn" "$(med 1.ng.rps)") of its scenario 1)"
+         ge "$rs" "$(awk -v v="$r1" 'BEGIN { print 0.95 * v }')" && [ "$errs_ok" = 1 ] && ok=0
+       else
+         measured="scenario 1 not run"
+       fi ;;
+    3) target="req/s ≥ 1.5× nginx"
+       measured="$(ratio "$rs" "$rn")"
+       ge "$rs" "$(awk -v v="$rn" 'BEGIN { print 1.5 * v }')" && [ "$errs_ok" = 1 ] && ok=0 ;;
+    4) target="works for both (no errors) and req/s ≥ 0.8× nginx"
+       measured="$(ratio "$rs" "$rn"); errors switchyard $(sum 4.sy.errors), nginx $(sum 4.ng.errors)"
+       ge "$rs" "$(awk -v v="$rn" 'BEGIN { print 0.8 * v }')" && [ "$errs_ok" = 1 ] &&
+         ge "$(med 4.sy.requests)" 1 && ge "$(med 4.ng.requests)" 1 && ok=0 ;;
+  esac
+  [ "$s" = 2 ] && [ -z "$(med 1.sy.rps)" ] && ok=2
+  local v
+  if [ "$ok" = 2 ]; then v="not judged (needs scenario 1)"; else v="$(verdict "$ok")"; fi
+  echo "Target: $target — $v ($measured)"
+  echo
+  SUMMARY+=("| $s | $target | $measured | $v |")
+}
+
+report_ttfb() {
+  local who d50 d99 label
+  d50="$(med 5.direct.ttfb_p50_us)"; d99="$(med 5.direct.ttfb_p99_us)"
+  echo "### 5. ${names[5]}"
+  echo
+  echo "| path | TTFB p50 | TTFB p99 | added p50 | added p99 | total p50 | total p99 | peak RSS | events | errors |"
+  echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+  for who in direct sy ng; do
+    case "$who" in direct) label="direct to upstream" ;; sy) label="via switchyard" ;; ng) label="via nginx" ;; esac
+    local t50 t99 a50 a99
+    t50="$(med "5.$who.ttfb_p50_us")"; t99="$(med "5.$who.ttfb_p99_us")"
+    if [ "$who" = direct ]; then a50="-"; a99="-"; else
+      a50="$(ms "$(awk -v a="$t50" -v b="$d50" 'BEGIN { print a - b }')")"
+      a99="$(ms "$(awk -v a="$t99" -v b="$d99" 'BEGIN { print a - b }')")"
+    fi
+    local h=""; [ "$who" = direct ] || h="$(med "5.$who.hwm")"
+    echo "| $label | $(ms "$t50") | $(ms "$t99") | $a50 | $a99 | $(ms "$(med "5.$who.total_p50_us")") | $(ms "$(med "5.$who.total_p99_us")") | $(mib "$h") | $(med "5.$who.events") | $(( $(sum "5.$who.errors") + $(sum "5.$who.non200") )) |"
+  done
+  echo
+  echo "Requests are sent one at a time over one keep-alive connection per path, interleaved (direct, switchyard, nginx, ...); $(med 5.sy.n) timed requests per path. nginx runs with \`proxy_buffering off\` here."
+  echo
+  local added ok=1
+  added="$(awk -v a="$(med 5.sy.ttfb_p99_us)" -v b="$d99" 'BEGIN { print a - b }')"
+  ge 500 "$added" && [ "$(( $(sum 5.sy.errors) + $(sum 5.sy.non200) ))" = 0 ] && ok=0
+  local v; v="$(verdict "$ok")"
+  echo "Target: Switchyard adds ≤ 0.5 ms to p99 TTFB — $v (adds $(ms "$added"))"
+  echo
+  SUMMARY+=("| 5 | adds ≤ 0.5 ms to p99 TTFB | $(ms "$added") | $v |")
+}
+
+report_hold() {
+  local rs rn
+  rs="$(med 6.sy.rss)"; rn="$(med 6.ng.rss)"
+  echo "### 6. ${names[6]}"
+  echo
+  echo "| proxy | connections answered | still open after | RSS while open | peak RSS |"
+  echo "|---|--:|--:|--:|--:|"
+  echo "| switchyard | $(med 6.sy.ok1)/$hold_conns | $(med 6.sy.ok2)/$hold_conns | $(mib "$rs") | $(mib "$(med 6.sy.hwm)") |"
+  echo "| nginx | $(med 6.ng.ok1)/$hold_conns | $(med 6.ng.ok2)/$hold_conns | $(mib "$rn") | $(mib "$(med 6.ng.hwm)") |"
+  echo "| switchyard/nginx | | | $(ratio "$rs" "$rn") | $(ratio "$(med 6.sy.hwm)" "$(med 6.ng.hwm)") |"
+  echo
+  local ok=1
+  ge $((50 * 1024)) "$rs" && ! ge "$rs" $((50 * 1024)) && [ "$(med 6.sy.ok1)" = "$hold_conns" ] && ok=0
+  local v; v="$(verdict "$ok")"
+  echo "Target: Switchyard RSS < 50 MiB with $hold_conns connections open — $v ($(mib "$rs"))"
+  echo
+  SUMMARY+=("| 6 | RSS < 50 MiB with $hold_conns connections | $(mib "$rs") | $v |")
+}
+
+REPORT="$WORK/report.md"
+{
+  for s in 1 2 3 4; do
+    if want "$s"; then report_wrk "$s"; fi
+  done
+  if want 5; then report_ttfb; fi
+  if want 6; then report_hold; fi
+  echo "### Targets"
+  echo
+  echo "| # | target | measured | result |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${SUMMARY[@]}"
+} >"$REPORT"
+
+cpu_model="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+mem_total="$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+HEADER="$WORK/header.md"
+{
+  echo "- Date: $STARTED"
+  echo "- Command: \`$COMMAND\`"
+  echo "- Machine: $ncpu CPUs ($cpu_model), $mem_total RAM, kernel $(uname -sr)"
+  echo "- Software: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$GATEWAY" --version 2>/dev/null || echo switchyard)"
+  echo "- Setup: proxy under test (1 worker) on CPU $PROXY_CPU; wrk (1 thread, $wrk_conns connections, 600-byte chat POST), bench-load and the mock upstream (nginx, 1 worker) on CPU $LOAD_CPU; ${duration} s measured per scenario and proxy after a ${warmup} s warm-up; $repeat round(s)$([ "$smoke" = 1 ] && echo '; **smoke run: numbers are not meaningful**')"
+  echo "- Load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER"
+} >"$HEADER"
+
+echo
+cat "$HEADER"
+echo
+cat "$REPORT"
+
+if [ "$write_results" = 1 ]; then
+  {
+    echo "# Benchmark results"
+    echo
+    echo "Written by \`bench/run.sh --write-results\`; do not edit by hand, rerun the script."
+    echo "How to read these tables: [README.md](README.md)."
+    echo
+    cat "$HEADER"
+    echo
+    cat "$REPORT"
+  } >bench/RESULTS.md
+  log "wrote bench/RESULTS.md"
+fi
+# A benchmark whose requests fail measures nothing: say so in the exit status (missed
+# targets do not change it; they are in the tables).
+broken=""
+for key in "${!R[@]}"; do
+  case "$key" in
+    *.errors|*.non200) [ "$(sum "$key")" = 0 ] || broken+=" ${key%.*}" ;;
+    6.*.ok1|6.*.ok2) [ "$(med "$key")" = "$hold_conns" ] || broken+=" ${key%.*}" ;;
+  esac
+done
+finished=1
+if [ -n "$broken" ]; then
+  log "requests failed in:$broken (scenario.proxy); see the tables above and the logs in $WORK"
+  exit 3
+fi

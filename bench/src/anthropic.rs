@@ -1,0 +1,113 @@
+//! Anthropic Messages wire format (`POST /v1/messages`): the message the mock answers
+//! with, its SSE event sequence, and Anthropic-shaped errors.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::api::StreamParts;
+use crate::openai::{answer_text, split_content, ChatParams, COMPLETION_TOKENS};
+
+/// Fixed id of every answer.
+const ID: &str = "msg_mock";
+
+/// Anthropic's error `type` for a status.
+pub(crate) fn error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 | 503 => "overloaded_error",
+        500..=599 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+fn error_value(message: &str, status: u16) -> Value {
+    json!({"type": "error", "error": {"type": error_type(status), "message": message}})
+}
+
+/// An Anthropic-shaped error body.
+pub(crate) fn error_body(message: &str, status: u16) -> Bytes {
+    Bytes::from(error_value(message, status).to_string())
+}
+
+/// An `event: NAME` SSE event carrying `value`.
+fn event(name: &str, value: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {value}\n\n"))
+}
+
+/// The in-stream error event.
+pub(crate) fn error_event(message: &str, status: u16) -> Bytes {
+    event("error", &error_value(message, status))
+}
+
+/// A non-streamed message.
+pub(crate) fn message(name: &str, params: &ChatParams) -> Bytes {
+    let body = json!({
+        "id": ID,
+        "type": "message",
+        "role": "assistant",
+        "model": params.model,
+        "content": [{"type": "text", "text": answer_text(name)}],
+        "stop_reason": "end_turn",
+        "stop_sequence": null,
+        "usage": {"input_tokens": params.prompt_tokens, "output_tokens": COMPLETION_TOKENS},
+    });
+    Bytes::from(body.to_string())
+}
+
+/// `message_start`, `content_block_start`, one `content_block_delta` per piece, then
+/// `content_block_stop`, `message_delta` and `message_stop`.
+pub(crate) fn stream_parts(name: &str, params: &ChatParams, pieces: usize) -> StreamParts {
+    let start = json!({
+        "type": "message_start",
+        "message": {
+            "id": ID, "type": "message", "role": "assistant", "model": params.model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": params.prompt_tokens, "output_tokens": 1},
+        },
+    });
+    let block_start = json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}});
+    let content = split_content(&answer_text(name), pieces)
+        .into_iter()
+        .map(|piece| {
+            event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+            )
+        })
+        .collect();
+    StreamParts {
+        head: vec![event("message_start", &start), event("content_block_start", &block_start)],
+        content,
+        tail: vec![
+            event("content_block_stop", &json!({"type": "content_block_stop", "index": 0})),
+            event(
+                "message_delta",
+                &json!({
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                    "usage": {"output_tokens": COMPLETION_TOKENS},
+                }),
+            ),
+            event("message_stop", &json!({"type": "message_stop"})),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_type;
+
+    #[test]
+    fn error_types() {
+        assert_eq!(error_type(429), "rate_limit_error");
+        assert_eq!(error_type(404), "not_found_error");
+        assert_eq!(error_type(529), "overloaded_error");
+        assert_eq!(error_type(500), "api_error");
+        assert_eq!(error_type(400), "invalid_request_error");
+        assert_eq!(error_type(401), "authentication_error");
+    }
+}

@@ -1,0 +1,176 @@
+//! AWS Bedrock Converse wire format (`POST /model/{modelId}/converse` and
+//! `/converse-stream`): the Converse answer, the binary event-stream frames of
+//! ConverseStream (encoded with `aws-smithy-eventstream`: prelude, headers, both CRCs),
+//! and Bedrock-shaped errors.
+
+use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+use bytes::Bytes;
+use http::Response;
+use percent_encoding::percent_decode_str;
+use serde_json::{json, Value};
+
+use crate::api::StreamParts;
+use crate::body::MockBody;
+use crate::handler::json_response;
+use crate::openai::{answer_text, split_content, ChatParams, COMPLETION_TOKENS};
+
+/// Content type of a ConverseStream answer.
+pub(crate) const STREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
+
+/// (model id, stream) of a Converse path; the model id percent-decoded.
+pub(crate) fn route(path: &str) -> Option<(String, bool)> {
+    let (model, op) = path.strip_prefix("/model/")?.rsplit_once('/')?;
+    let stream = match op {
+        "converse" => false,
+        "converse-stream" => true,
+        _ => return None,
+    };
+    let model = percent_decode_str(model).decode_utf8().ok()?.into_owned();
+    (!model.is_empty()).then_some((model, stream))
+}
+
+/// Bedrock's error type (sent in `x-amzn-errortype`) for a status.
+pub(crate) fn error_type(status: u16) -> &'static str {
+    match status {
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        408 => "ModelTimeoutException",
+        424 => "ModelErrorException",
+        429 => "ThrottlingException",
+        503 => "ServiceUnavailableException",
+        500..=599 => "InternalServerException",
+        _ => "ValidationException",
+    }
+}
+
+/// A Bedrock error answer: `{"message"}` with the type in `x-amzn-errortype`.
+pub(crate) fn error_response(status: u16, kind: &'static str, message: &str) -> Response<MockBody> {
+    let mut response = json_response(status, Bytes::from(json!({"message": message}).to_string()));
+    response.headers_mut().insert("x-amzn-errortype", http::HeaderValue::from_static(kind));
+    response
+}
+
+fn usage(prompt_tokens: u64) -> Value {
+    json!({
+        "inputTokens": prompt_tokens,
+        "outputTokens": COMPLETION_TOKENS,
+        "totalTokens": prompt_tokens + COMPLETION_TOKENS,
+    })
+}
+
+/// A Converse answer.
+pub(crate) fn converse(name: &str, params: &ChatParams) -> Bytes {
+    let body = json!({
+        "output": {"message": {"role": "assistant", "content": [{"text": answer_text(name)}]}},
+        "stopReason": "end_turn",
+        "usage": usage(params.prompt_tokens),
+        "metrics": {"latencyMs": 0},
+    });
+    Bytes::from(body.to_string())
+}
+
+fn string_header(name: &'static str, value: &str) -> Header {
+    Header::new(name, HeaderValue::String(value.to_string().into()))
+}
+
+fn frame(message: &Message) -> Bytes {
+    let mut buf = Vec::new();
+    match aws_smithy_eventstream::frame::write_message_to(message, &mut buf) {
+        Ok(()) => Bytes::from(buf),
+        // Only headers or a payload beyond the format's limits fail; the mock's never are.
+        Err(_) => Bytes::new(),
+    }
+}
+
+/// One ConverseStream event frame: `:message-type event`, `:event-type`, JSON payload.
+///
+/// The gateway's tests build their input with this too.
+pub fn bedrock_event_frame(event_type: &str, payload: &Value) -> Bytes {
+    let message = Message::new(payload.to_string())
+        .add_header(string_header(":event-type", event_type))
+        .add_header(string_header(":content-type", "application/json"))
+        .add_header(string_header(":message-type", "event"));
+    frame(&message)
+}
+
+/// One exception frame (`:message-type exception`), e.g. `throttlingException`.
+pub fn bedrock_exception_frame(exception_type: &str, message: &str) -> Bytes {
+    let message = Message::new(json!({"message": message}).to_string())
+        .add_header(string_header(":exception-type", exception_type))
+        .add_header(string_header(":content-type", "application/json"))
+        .add_header(string_header(":message-type", "exception"));
+    frame(&message)
+}
+
+/// The in-stream exception for a status.
+pub(crate) fn exception_event(message: &str, status: u16) -> Bytes {
+    let kind = match status {
+        429 => "throttlingException",
+        503 => "serviceUnavailableException",
+        400..=499 => "validationException",
+        _ => "internalServerException",
+    };
+    bedrock_exception_frame(kind, message)
+}
+
+/// `messageStart`, one `contentBlockDelta` per piece, then `contentBlockStop`,
+/// `messageStop` and `metadata` (usage).
+pub(crate) fn stream_parts(name: &str, params: &ChatParams, pieces: usize) -> StreamParts {
+    let content = split_content(&answer_text(name), pieces)
+        .into_iter()
+        .map(|piece| {
+            bedrock_event_frame("contentBlockDelta", &json!({"contentBlockIndex": 0, "delta": {"text": piece}}))
+        })
+        .collect();
+    StreamParts {
+        head: vec![bedrock_event_frame("messageStart", &json!({"role": "assistant"}))],
+        content,
+        tail: vec![
+            bedrock_event_frame("contentBlockStop", &json!({"contentBlockIndex": 0})),
+            bedrock_event_frame("messageStop", &json!({"stopReason": "end_turn"})),
+            bedrock_event_frame(
+                "metadata",
+                &json!({"usage": usage(params.prompt_tokens), "metrics": {"latencyMs": 0}}),
+            ),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use aws_smithy_eventstream::frame::read_message_from;
+
+    #[test]
+    fn frames_round_trip_with_checked_crcs() {
+        let bytes = bedrock_event_frame("contentBlockDelta", &json!({"delta": {"text": "hé"}}));
+        let total = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        assert_eq!(total, bytes.len());
+        let message = read_message_from(&mut bytes.clone()).unwrap();
+        let header = |n: &str| {
+            message
+                .headers()
+                .iter()
+                .find(|h| h.name().as_str() == n)
+                .map(|h| h.value().as_string().unwrap().as_str().to_owned())
+        };
+        assert_eq!(header(":event-type").as_deref(), Some("contentBlockDelta"));
+        assert_eq!(header(":message-type").as_deref(), Some("event"));
+        let payload: Value = serde_json::from_slice(message.payload()).unwrap();
+        assert_eq!(payload["delta"]["text"], "hé");
+        let mut corrupt = bytes.to_vec();
+        let last = corrupt.len() - 5;
+        corrupt[last] ^= 1;
+        assert!(read_message_from(&mut Bytes::from(corrupt)).is_err());
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/model/a%3Ab/converse"), Some(("a:b".into(), false)));
+        assert_eq!(route("/model/x/converse-stream"), Some(("x".into(), true)));
+        assert_eq!(route("/model//converse"), None);
+        assert_eq!(route("/v1/messages"), None);
+    }
+}
