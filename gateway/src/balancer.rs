@@ -110,7 +110,15 @@ impl Balancer {
     /// ramping providers taking their weighted share); then a tried provider still in service
     /// (a retry); then, when every untried provider is ejected, the one whose ejection ends
     /// first (or `reject`).
-    pub fn select(&self, tried: ProviderSet, now: Millis, is_first_attempt: bool) -> Result<Selection, NoProvider> {
+    /// `excluded` providers (that cannot take this request at all) are never chosen.
+    pub fn select(
+        &self,
+        tried: ProviderSet,
+        excluded: ProviderSet,
+        now: Millis,
+        is_first_attempt: bool,
+    ) -> Result<Selection, NoProvider> {
+        let tried = ProviderSet(tried.0 | excluded.0);
         let recovery = &self.backend.health.recovery;
         for group in &self.groups {
             let n = group.members.len();
@@ -138,7 +146,7 @@ impl Balancer {
             }
         }
         for slot in &self.providers {
-            if tried.contains(slot.index) && slot.health.is_available(now, recovery) {
+            if tried.contains(slot.index) && !excluded.contains(slot.index) && slot.health.is_available(now, recovery) {
                 if let Some(permit) = slot.health.acquire(now, recovery, false) {
                     return Ok(Selection { provider: slot.index, permit, pick: Pick::Retry });
                 }
@@ -212,11 +220,12 @@ mod tests {
         let b =
             balancer(&format!("      - providers: [{}]\n      - providers: [{}, {}]", p("a"), p("b"), p("c")), "{}");
         for _ in 0..4 {
-            assert_eq!(b.select(ProviderSet::default(), 10, true).unwrap().provider, 0);
+            assert_eq!(b.select(ProviderSet::default(), ProviderSet::default(), 10, true).unwrap().provider, 0);
         }
         let mut tried = ProviderSet::default();
         tried.insert(0);
-        let picks: Vec<usize> = (0..4).map(|_| b.select(tried, 10, false).unwrap().provider).collect();
+        let picks: Vec<usize> =
+            (0..4).map(|_| b.select(tried, ProviderSet::default(), 10, false).unwrap().provider).collect();
         assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 2);
         assert_eq!(picks.iter().filter(|&&i| i == 2).count(), 2);
     }
@@ -225,9 +234,9 @@ mod tests {
     fn skips_ejected_and_tries_earliest_when_all_are() {
         let b = balancer(&format!("      - providers: [{}]\n      - providers: [{}]", p("a"), p("b")), "{}");
         eject(&b, 0, 10, 60);
-        assert_eq!(b.select(ProviderSet::default(), 10, true).unwrap().provider, 1);
+        assert_eq!(b.select(ProviderSet::default(), ProviderSet::default(), 10, true).unwrap().provider, 1);
         eject(&b, 1, 10, 30);
-        let s = b.select(ProviderSet::default(), 10, true).unwrap();
+        let s = b.select(ProviderSet::default(), ProviderSet::default(), 10, true).unwrap();
         assert_eq!((s.provider, s.pick), (1, Pick::Earliest));
     }
 
@@ -236,7 +245,10 @@ mod tests {
         let b = balancer(&format!("      - providers: [{}, {}]", p("a"), p("b")), "{whenAllEjected: reject}");
         eject(&b, 0, 10, 60);
         eject(&b, 1, 10, 30);
-        assert_eq!(b.select(ProviderSet::default(), 10, true), Err(NoProvider::AllEjected { until: 10 + 30_000 }));
+        assert_eq!(
+            b.select(ProviderSet::default(), ProviderSet::default(), 10, true),
+            Err(NoProvider::AllEjected { until: 10 + 30_000 })
+        );
     }
 
     #[test]
@@ -245,16 +257,16 @@ mod tests {
             balancer(&format!("      - providers: [{}, {}]", p("a"), p("b")), "{eviction: {consecutiveFailures: 3}}");
         let mut tried = ProviderSet::default();
         tried.insert(0);
-        assert_eq!(b.select(tried, 10, false).unwrap().pick, Pick::Fresh);
+        assert_eq!(b.select(tried, ProviderSet::default(), 10, false).unwrap().pick, Pick::Fresh);
         tried.insert(1);
-        assert_eq!(b.select(tried, 10, false).unwrap().pick, Pick::Retry);
+        assert_eq!(b.select(tried, ProviderSet::default(), 10, false).unwrap().pick, Pick::Retry);
         eject(&b, 0, 10, 60);
         eject(&b, 0, 10, 60);
         eject(&b, 0, 10, 60);
         eject(&b, 1, 10, 60);
         eject(&b, 1, 10, 60);
         eject(&b, 1, 10, 60);
-        assert_eq!(b.select(tried, 10, false), Err(NoProvider::Exhausted));
+        assert_eq!(b.select(tried, ProviderSet::default(), 10, false), Err(NoProvider::Exhausted));
     }
 
     #[test]

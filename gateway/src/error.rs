@@ -15,6 +15,8 @@ pub enum GatewayError {
     BodyRead(String),
     #[error("{0}")]
     BadBody(#[from] BodyError),
+    #[error("no provider of this route can take the request: {0}")]
+    Unsupported(String),
     #[error("every provider of backend {backend} is ejected; retry in {retry_after_secs}s")]
     AllEjected { backend: String, retry_after_secs: u64 },
     #[error("no provider could answer: {detail}")]
@@ -28,7 +30,7 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute { .. } => 404,
             GatewayError::BodyTooLarge { .. } => 413,
-            GatewayError::BodyRead(_) | GatewayError::BadBody(_) => 400,
+            GatewayError::BodyRead(_) | GatewayError::BadBody(_) | GatewayError::Unsupported(_) => 400,
             GatewayError::AllEjected { .. } => 503,
             GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => 504,
             GatewayError::Upstream { .. } => 502,
@@ -40,7 +42,9 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute { .. } => "not_found_error",
             GatewayError::BodyTooLarge { .. } => "request_too_large",
-            GatewayError::BodyRead(_) | GatewayError::BadBody(_) => "invalid_request_error",
+            GatewayError::BodyRead(_) | GatewayError::BadBody(_) | GatewayError::Unsupported(_) => {
+                "invalid_request_error"
+            }
             GatewayError::AllEjected { .. } => "service_unavailable",
             GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => "timeout",
             GatewayError::Upstream { .. } => "bad_gateway",

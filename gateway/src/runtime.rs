@@ -36,7 +36,7 @@ impl HealthRegistry {
 #[derive(Debug)]
 pub struct Upstream {
     pub endpoint: Endpoint,
-    /// Provider auth header, ready to insert (marked sensitive).
+    /// Provider auth header in the provider's own header (marked sensitive).
     pub auth_header: Option<(http::HeaderName, HeaderValue)>,
     /// `host` header value.
     pub host_header: HeaderValue,
@@ -74,17 +74,10 @@ impl Runtime {
 
 fn upstream(p: &ProviderConfig) -> Upstream {
     let auth_header = match &p.auth {
-        Auth::ApiKey(key) => HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok().map(|mut v| {
-            v.set_sensitive(true);
-            (http::header::AUTHORIZATION, v)
-        }),
-        Auth::None | Auth::Passthrough => None,
+        Auth::ApiKey(key) => crate::providers::api_key_header(&p.kind, key.expose()).ok(),
+        Auth::None | Auth::Passthrough | Auth::Aws(_) => None,
     };
-    let host = if (p.tls && p.port == 443) || (!p.tls && p.port == 80) {
-        p.host.clone()
-    } else {
-        format!("{}:{}", p.host, p.port)
-    };
+    let host = crate::providers::host_header(p);
     Upstream {
         endpoint: Endpoint::new(p),
         auth_header,

@@ -2,8 +2,15 @@
 
 use crate::harness::*;
 
-const FAKE_KEYS: &[(&str, &str)] =
-    &[("OPENAI_API_KEY", "sk-test"), ("OPENAI_API_KEY_2", "sk-test-2"), ("ANTHROPIC_API_KEY", "sk-ant-test")];
+const FAKE_KEYS: &[(&str, &str)] = &[
+    ("OPENAI_API_KEY", "sk-test"),
+    ("OPENAI_API_KEY_2", "sk-test-2"),
+    ("ANTHROPIC_API_KEY", "sk-ant-test"),
+    ("AZURE_OPENAI_API_KEY", "az-test"),
+    ("GEMINI_API_KEY", "gm-test"),
+    ("AWS_ACCESS_KEY_ID", "AKIATEST"),
+    ("AWS_SECRET_ACCESS_KEY", "secret"),
+];
 
 #[test]
 fn every_conf_file_validates() {

@@ -10,4 +10,5 @@ mod failover;
 mod health;
 mod observability;
 mod operations;
+mod providers;
 mod references;

@@ -163,6 +163,9 @@ pub enum Auth {
     Passthrough,
     /// The provider's own key, in the provider's auth header.
     ApiKey(Secret),
+    /// AWS credentials for SigV4 (Bedrock without `auth`), from the environment or the
+    /// shared credentials file.
+    Aws(crate::providers::AwsCredentials),
 }
 
 impl fmt::Debug for Auth {
@@ -171,6 +174,7 @@ impl fmt::Debug for Auth {
             Auth::None => f.write_str("None"),
             Auth::Passthrough => f.write_str("Passthrough"),
             Auth::ApiKey(_) => f.write_str("ApiKey(<redacted>)"),
+            Auth::Aws(_) => f.write_str("Aws(<redacted>)"),
         }
     }
 }
@@ -617,6 +621,13 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
         cx.push(&format!("{path}.port"), "must be between 1 and 65535");
     }
     let auth = match raw.auth {
+        None if matches!(kind, ProviderKind::Bedrock { .. }) => match crate::providers::AwsCredentials::load() {
+            Ok(c) => Auth::Aws(c),
+            Err(e) => {
+                cx.push(&format!("{path}.auth"), format!("bedrock needs AWS credentials: {e}"));
+                Auth::None
+            }
+        },
         None => Auth::None,
         Some(a) => match (a.passthrough, a.api_key, a.none) {
             (Some(_), None, None) => Auth::Passthrough,

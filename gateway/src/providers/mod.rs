@@ -217,7 +217,7 @@ fn sensitive(name: HeaderName, mut value: HeaderValue) -> (HeaderName, HeaderVal
 }
 
 /// The header a provider of `kind` reads its API key from.
-fn api_key_header(kind: &ProviderKind, key: &str) -> Result<(HeaderName, HeaderValue), TranslateError> {
+pub fn api_key_header(kind: &ProviderKind, key: &str) -> Result<(HeaderName, HeaderValue), TranslateError> {
     let bad = |_| TranslateError::invalid("the API key is not a valid header value");
     let (name, value) = match kind {
         ProviderKind::OpenAi | ProviderKind::Bedrock { .. } => {

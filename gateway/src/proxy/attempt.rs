@@ -6,6 +6,7 @@ use super::{classify, client_gone, AttemptRecord, Ctx, Gateway, Request};
 use crate::balancer::Selection;
 use crate::config::{ProviderKind, TransportKind};
 use crate::health::{hints, Clock, FailureKind, Outcome, Transition};
+use crate::providers::{self, ClientApi, Credentials, StreamTranslator};
 use crate::routing::apply_header_modifier;
 use crate::runtime::{BackendRuntime, Upstream};
 use crate::sse::{self, EventKind, Splitter, Usage, UsageTap};
@@ -33,11 +34,29 @@ const MAX_USAGE_SCAN: usize = 4 * 1024 * 1024;
 pub(super) struct Failed {
     /// The provider's answer, when there was one.
     pub response: Option<(StatusCode, HeaderMap, Bytes)>,
+    /// When that answer is in another API than the client's: (client API, provider kind, model).
+    pub translate: Option<(ClientApi, ProviderKind, String)>,
     pub provider: String,
     pub kind: TransportKind,
     pub detail: String,
     /// Do not try other providers (the failure kind is not in `retry.onTransport`).
     pub stop: bool,
+}
+
+impl Failed {
+    /// A failure without an answer to fall back on.
+    fn gone(provider: &str, kind: TransportKind, detail: String, stop: bool) -> Failed {
+        Failed { response: None, translate: None, provider: provider.into(), kind, detail, stop }
+    }
+}
+
+/// The credentials translation signs or authenticates with.
+fn credentials(p: &crate::config::ProviderConfig) -> Credentials<'_> {
+    match &p.auth {
+        crate::config::Auth::ApiKey(key) => Credentials::ApiKey(key.expose()),
+        crate::config::Auth::Aws(aws) => Credentials::Aws(aws),
+        crate::config::Auth::None | crate::config::Auth::Passthrough => Credentials::None,
+    }
 }
 
 pub(super) enum AttemptEnd {
@@ -93,22 +112,65 @@ impl Gateway {
             duration: Duration::ZERO,
             ejected: false,
         };
-        // Ask an OpenAI provider for usage on streams, to count tokens; hidden from the
-        // client again if it did not ask itself.
-        let ask_usage =
-            req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage) && slot.config.kind == ProviderKind::OpenAi;
-        let body = match &req.chat {
-            Some(c) => c.rewrite(&req.body, slot.config.model.as_deref(), ask_usage),
-            None => req.body.clone(),
-        };
-        let head = headers::upstream_request(
-            session.req_header(),
-            req.route,
-            &slot.config,
-            upstream,
-            &req.request_id,
-            body.len(),
-        );
+        let kind = &slot.config.kind;
+        let client_stream = req.chat.as_ref().is_some_and(|c| c.stream);
+        // OpenAI clients that did not ask for usage on a stream get it asked for on their
+        // behalf (to count tokens) and hidden again.
+        let hide_usage = req.api != Some(ClientApi::AnthropicMessages)
+            && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
+        let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
+        let (head, body) =
+            if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
+                // The hot path: same API, only the model (and the usage request) spliced in.
+                let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
+                let body = match &req.chat {
+                    Some(c) => c.rewrite(&req.body, slot.config.model.as_deref(), ask_usage),
+                    None => req.body.clone(),
+                };
+                let head = headers::upstream_request(
+                    session.req_header(),
+                    req.route,
+                    &slot.config,
+                    upstream,
+                    &req.request_id,
+                    body.len(),
+                );
+                (head, body)
+            } else {
+                let client = session.req_header();
+                let passthrough = (slot.config.auth == crate::config::Auth::Passthrough)
+                    .then(|| client.headers.get(http::header::AUTHORIZATION))
+                    .flatten();
+                let api = req.api.unwrap_or(ClientApi::OpenAiChat);
+                match providers::prepare(
+                    api,
+                    &req.body,
+                    &slot.config,
+                    &credentials(&slot.config),
+                    passthrough,
+                    SystemTime::now(),
+                ) {
+                    Ok(prepared) => {
+                        let head = headers::prepared_request(
+                            client,
+                            req.route,
+                            &slot.config,
+                            upstream,
+                            &req.request_id,
+                            &prepared,
+                        );
+                        (head, prepared.body)
+                    }
+                    Err(e) => {
+                        // Not the provider's fault: no health verdict, just try the next one.
+                        slot.health.release(sel.permit);
+                        record.error = Some("translate");
+                        self.finish_attempt(ctx, record, started, "translate");
+                        let detail = format!("{provider}: {e}");
+                        return Ok(AttemptEnd::Failed(Failed::gone(provider, TransportKind::Reset, detail, false)));
+                    }
+                }
+            };
         let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
         let exchange = self.exchange(session, upstream, head, body, req.route.timeouts.connect, first_byte).await;
 
@@ -127,13 +189,7 @@ impl Gateway {
                 warn!(provider, error = kind.as_str(), %detail, "attempt failed");
                 let stop = !backend.balancer.backend.retry.on_transport.contains(&kind);
                 let detail = format!("{provider}: {detail}");
-                return Ok(AttemptEnd::Failed(Failed {
-                    response: None,
-                    provider: provider.into(),
-                    kind,
-                    detail,
-                    stop,
-                }));
+                return Ok(AttemptEnd::Failed(Failed::gone(provider, kind, detail, stop)));
             }
         };
 
@@ -164,12 +220,24 @@ impl Gateway {
             Outcome::Success
         };
         let mut retryable = unhealthy || backend.balancer.backend.retry.on_status.contains(&code);
+        let model = slot.config.model.clone().or_else(|| ctx.model_requested.clone()).unwrap_or_default();
+        // A translated stream: provider events (SSE or Bedrock's event stream) in, the
+        // client API's SSE out. Usage is always asked for, and hidden as for OpenAI.
+        let mut translator = match translate {
+            Some(api) if client_stream && status.is_success() => providers::stream_translator(api, kind, &model, true),
+            _ => None,
+        };
+        if translator.is_some() {
+            headers::translated_headers(&mut out, "text/event-stream");
+            out.insert(http::header::TRANSFER_ENCODING, http::HeaderValue::from_static("chunked"));
+        }
 
         // A stream that looks fine at the head may still open with an error event, or end
         // before any content: hold its first events back until it shows which.
         let mut prefix = Bytes::new();
-        if !retryable && status.is_success() && is_event_stream(&out) {
-            match peek_stream(session, &mut up, first_byte.saturating_sub(started.elapsed())).await {
+        if !retryable && status.is_success() && (translator.is_some() || is_event_stream(&out)) {
+            let wait = first_byte.saturating_sub(started.elapsed());
+            match peek_stream(session, &mut up, wait, &mut translator).await {
                 Peek::Content(p) => prefix = p,
                 Peek::ClientGone => {
                     slot.health.release(sel.permit);
@@ -188,13 +256,7 @@ impl Gateway {
                     record.error = Some(if kind == TransportKind::Timeout { "timeout" } else { "stream" });
                     self.finish_attempt(ctx, record, started, "stream");
                     let detail = format!("{provider}: {detail}");
-                    return Ok(AttemptEnd::Failed(Failed {
-                        response: None,
-                        provider: provider.into(),
-                        kind,
-                        detail,
-                        stop: false,
-                    }));
+                    return Ok(AttemptEnd::Failed(Failed::gone(provider, kind, detail, false)));
                 }
             }
         }
@@ -222,13 +284,16 @@ impl Gateway {
                 Outcome::Failure { kind: FailureKind::Stream, detail, .. } => format!("{provider}: {detail}"),
                 _ => format!("{provider} answered {code}"),
             };
-            return Ok(AttemptEnd::Failed(Failed {
+            let translate = translate.map(|api| (api, kind.clone(), model));
+            let failed = Failed {
                 response,
+                translate,
                 provider: provider.into(),
                 kind: TransportKind::Reset,
                 detail,
                 stop: false,
-            }));
+            };
+            return Ok(AttemptEnd::Failed(failed));
         }
 
         // Deliver: this answer is the one the client gets.
@@ -238,13 +303,18 @@ impl Gateway {
         ctx.provider = Some(provider.to_string());
         ctx.model_served = served_model;
         ctx.status = Some(code);
+        if let (Some(api), None) = (translate, &translator) {
+            // A whole answer in another API: read it, translate it, send it.
+            return self
+                .deliver_translated(session, ctx, req, up, peer, (api, kind, &model), status, out, started)
+                .await;
+        }
         let sse = is_event_stream(&out);
         if session.write_response_header(response_head(status, out), false).await.is_err() {
             return Ok(AttemptEnd::ClientGone);
         }
         ctx.ttfb = Some(req.started.elapsed());
-        let hide_usage = ask_usage;
-        let (end, usage) = self.relay(session, ctx, &mut up, prefix, sse, hide_usage, req).await;
+        let (end, usage) = self.relay(session, ctx, &mut up, prefix, sse, hide_usage, translator, req).await;
         if let Some(last) = ctx.attempts.last_mut() {
             last.duration = started.elapsed();
         }
@@ -369,21 +439,21 @@ impl Gateway {
         prefix: Bytes,
         sse: bool,
         hide_usage: bool,
+        mut translator: Option<Box<dyn StreamTranslator>>,
         req: &Request<'_>,
     ) -> (StreamEnd, Option<Usage>) {
         let gap = req.route.timeouts.first_byte;
         let mut splitter = Splitter::default();
         let mut tap = UsageTap::default();
         let mut json = BytesMut::new();
+        // The prefix is what the stream judgement held back: already in the client's API.
         let mut pending = Some(prefix).filter(|p| !p.is_empty());
         loop {
-            let data = match pending.take() {
-                Some(p) => p,
+            let (raw, ending) = match pending.take() {
+                Some(p) => (Ok(p), false),
                 // The client may already hold the whole answer and be sending its next
                 // request on this connection: never probe it once the body is complete.
-                None if up.response_done() => {
-                    return self.finish_relay(session, &mut splitter, sse, &tap, &json).await;
-                }
+                None if up.response_done() => (Ok(Bytes::new()), true),
                 None => {
                     let wait = gap.min(req.deadline.saturating_duration_since(Instant::now()));
                     let chunk = tokio::select! {
@@ -391,12 +461,26 @@ impl Gateway {
                         _ = client_gone(session) => return (StreamEnd::ClientGone, tap.usage),
                     };
                     match chunk {
-                        Ok(Ok(Some(d))) => d,
-                        Ok(Ok(None)) => return self.finish_relay(session, &mut splitter, sse, &tap, &json).await,
+                        Ok(Ok(Some(d))) => match translator.as_deref_mut() {
+                            Some(t) => (translate_chunk(t, &d), false),
+                            None => (Ok(d), false),
+                        },
+                        Ok(Ok(None)) => (Ok(Bytes::new()), true),
                         Ok(Err(e)) => return (StreamEnd::UpstreamBroke(e.to_string()), tap.usage),
                         Err(_) => return (StreamEnd::UpstreamBroke(format!("no data for {wait:?}")), tap.usage),
                     }
                 }
+            };
+            let raw = match (ending, translator.as_deref_mut()) {
+                (true, Some(t)) => {
+                    let mut tail = BytesMut::new();
+                    t.finish(&mut tail).map(|()| tail.freeze())
+                }
+                _ => raw,
+            };
+            let data = match raw {
+                Ok(d) => d,
+                Err(e) => return (StreamEnd::UpstreamBroke(format!("untranslatable stream: {e}")), tap.usage),
             };
             let out = if sse {
                 splitter.push(&data);
@@ -413,18 +497,69 @@ impl Gateway {
                 }
                 data
             };
-            if out.is_empty() {
-                continue;
+            if !out.is_empty() {
+                ctx.bytes_out += out.len();
+                if session.write_response_body(Some(out), false).await.is_err() {
+                    return (StreamEnd::ClientGone, tap.usage);
+                }
             }
-            ctx.bytes_out += out.len();
-            if session.write_response_body(Some(out), false).await.is_err() {
-                return (StreamEnd::ClientGone, tap.usage);
+            if ending {
+                return self.finish_relay(session, &mut splitter, sse, &tap, &json).await;
             }
         }
     }
 }
 
 impl Gateway {
+    /// Delivers a whole (non-streamed) answer from a provider of another API: read in full,
+    /// translated, sent with its length.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver_translated(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        req: &Request<'_>,
+        mut up: Box<UpstreamSession>,
+        peer: Arc<HttpPeer>,
+        (api, kind, model): (ClientApi, &ProviderKind, &str),
+        status: StatusCode,
+        mut out: HeaderMap,
+        started: Instant,
+    ) -> Result<AttemptEnd, Box<Error>> {
+        let wait = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(Instant::now()));
+        let Some(raw) = read_body_limited(&mut up, wait, MAX_USAGE_SCAN).await else {
+            session.set_keepalive(None);
+            return Err(Error::explain(ErrorType::ReadError, "provider answer too large, broken or slow"));
+        };
+        let body = match providers::translate_response_with_model(api, kind, model, status.as_u16(), &raw) {
+            Ok(b) => b,
+            Err(e) => {
+                let e = crate::error::GatewayError::Upstream {
+                    kind: TransportKind::Reset,
+                    detail: format!("untranslatable answer: {e}"),
+                };
+                return self.reject(session, ctx, e, &[]).await.map(|()| AttemptEnd::Delivered);
+            }
+        };
+        self.connector.release_http_session(*up, &*peer, Some(POOL_IDLE)).await;
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+            if let (Some(u), Some(p)) = (Usage::from_json(&v), ctx.provider.clone()) {
+                count_tokens(&p, Some(model).filter(|m| !m.is_empty()), u);
+                ctx.usage = Some(u);
+            }
+        }
+        headers::translated_headers(&mut out, "application/json");
+        out.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
+        session.write_response_header(response_head(status, out), false).await?;
+        ctx.ttfb = Some(req.started.elapsed());
+        ctx.bytes_out = body.len();
+        session.write_response_body(Some(body), true).await?;
+        if let Some(last) = ctx.attempts.last_mut() {
+            last.duration = started.elapsed();
+        }
+        Ok(AttemptEnd::Delivered)
+    }
+
     /// Ends a relayed response: the unfinished tail of an event stream, then the end.
     async fn finish_relay(
         &self,
@@ -484,7 +619,12 @@ fn json_usage(body: &[u8]) -> Option<Usage> {
 }
 
 /// Reads a stream until its first content event, an in-band error, or its early end.
-async fn peek_stream(session: &mut Session, up: &mut UpstreamSession, wait: Duration) -> Peek {
+async fn peek_stream(
+    session: &mut Session,
+    up: &mut UpstreamSession,
+    wait: Duration,
+    translator: &mut Option<Box<dyn StreamTranslator>>,
+) -> Peek {
     let deadline = tokio::time::Instant::now() + wait;
     let mut splitter = Splitter::default();
     let mut seen = BytesMut::new();
@@ -492,6 +632,24 @@ async fn peek_stream(session: &mut Session, up: &mut UpstreamSession, wait: Dura
         let chunk = tokio::select! {
             r = tokio::time::timeout_at(deadline, up.read_response_body()) => r,
             _ = client_gone(session) => return Peek::ClientGone,
+        };
+        let chunk = match (chunk, translator.as_deref_mut()) {
+            (Ok(Ok(Some(data))), Some(t)) => match translate_chunk(t, &data) {
+                Ok(out) => Ok(Ok(Some(out))),
+                Err(e) => return Peek::Failed(seen.freeze(), format!("untranslatable stream: {e}")),
+            },
+            (Ok(Ok(None)), Some(t)) => {
+                let mut out = BytesMut::new();
+                if let Err(e) = t.finish(&mut out) {
+                    return Peek::Failed(seen.freeze(), format!("untranslatable stream: {e}"));
+                }
+                if out.is_empty() {
+                    Ok(Ok(None))
+                } else {
+                    Ok(Ok(Some(out.freeze())))
+                }
+            }
+            (other, _) => other,
         };
         match chunk {
             Ok(Ok(Some(data))) => {
@@ -517,13 +675,24 @@ async fn peek_stream(session: &mut Session, up: &mut UpstreamSession, wait: Dura
     }
 }
 
+fn translate_chunk(t: &mut dyn StreamTranslator, data: &[u8]) -> Result<Bytes, providers::TranslateError> {
+    let mut out = BytesMut::with_capacity(data.len() + 64);
+    t.push(data, &mut out)?;
+    Ok(out.freeze())
+}
+
 /// Reads a (failed) response body to the end if it is small; `None` if it is too big,
 /// broken, or slow.
 async fn read_small_body(up: &mut UpstreamSession, wait: Duration) -> Option<Bytes> {
+    read_body_limited(up, wait, MAX_BUFFERED_FAILURE).await
+}
+
+/// Reads a response body to the end, up to `limit` bytes, within `wait`.
+async fn read_body_limited(up: &mut UpstreamSession, wait: Duration, limit: usize) -> Option<Bytes> {
     let mut buf = BytesMut::new();
     let read = async {
         while let Some(chunk) = up.read_response_body().await.ok()? {
-            if buf.len() + chunk.len() > MAX_BUFFERED_FAILURE {
+            if buf.len() + chunk.len() > limit {
                 return None;
             }
             buf.extend_from_slice(&chunk);

@@ -19,6 +19,60 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Headers that carry a client's credentials for one provider API or another.
+fn is_credential(name: &HeaderName) -> bool {
+    name == header::AUTHORIZATION || matches!(name.as_str(), "x-api-key" | "api-key" | "x-goog-api-key")
+}
+
+/// Client headers that may go upstream: no hop-by-hop, host, length, expectation or
+/// encoding negotiation (answers are read, so they come uncompressed), and no client
+/// credentials unless the provider passes them through. Then the route's modifiers.
+fn forwarded_headers(client: &RequestHeader, route: &Route, provider: &ProviderConfig) -> HeaderMap {
+    let passthrough = provider.auth == Auth::Passthrough;
+    let mut headers = HeaderMap::with_capacity(client.headers.len() + 6);
+    for (name, value) in client.headers.iter() {
+        let skip = is_hop_by_hop(name)
+            || name == header::HOST
+            || name == header::CONTENT_LENGTH
+            || name == header::EXPECT
+            || name == header::ACCEPT_ENCODING
+            || (!passthrough && is_credential(name));
+        if !skip {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    apply_header_modifier(&route.request_headers, &mut headers);
+    headers
+}
+
+fn request_head(method: http::Method, path: &str, headers: HeaderMap) -> RequestHeader {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = http::Uri::try_from(path).unwrap_or_else(|_| http::Uri::from_static("/"));
+    parts.headers = headers;
+    RequestHeader::from(parts)
+}
+
+/// The request for a provider that translation prepared (another API, or a native one with
+/// its own path and headers).
+pub fn prepared_request(
+    client: &RequestHeader,
+    route: &Route,
+    provider: &ProviderConfig,
+    upstream: &Upstream,
+    request_id: &HeaderValue,
+    prepared: &crate::providers::UpstreamRequest,
+) -> RequestHeader {
+    let mut headers = forwarded_headers(client, route, provider);
+    for (name, value) in &prepared.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers.insert(header::HOST, upstream.host_header.clone());
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(prepared.body.len()));
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    request_head(prepared.method.clone(), &prepared.path_and_query, headers)
+}
+
 /// The request a provider gets: client headers minus hop-by-hop, host, length and
 /// credentials; plus the route's modifiers, the request id and the provider's auth.
 pub fn upstream_request(
@@ -34,30 +88,23 @@ pub fn upstream_request(
         (None, Some(rw)) => rw.as_str(),
         (None, None) => client.uri.path_and_query().map_or("/", |pq| pq.as_str()),
     };
-    let mut headers = HeaderMap::with_capacity(client.headers.len() + 4);
-    for (name, value) in client.headers.iter() {
-        let skip = is_hop_by_hop(name)
-            || name == header::HOST
-            || name == header::CONTENT_LENGTH
-            || name == header::EXPECT
-            || name == header::ACCEPT_ENCODING
-            || (name == header::AUTHORIZATION && provider.auth != Auth::Passthrough);
-        if !skip {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    apply_header_modifier(&route.request_headers, &mut headers);
+    let mut headers = forwarded_headers(client, route, provider);
     headers.insert(header::HOST, upstream.host_header.clone());
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     if let Some((name, value)) = &upstream.auth_header {
         headers.insert(name.clone(), value.clone());
     }
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = client.method.clone();
-    parts.uri = http::Uri::try_from(path).unwrap_or_else(|_| http::Uri::from_static("/"));
-    parts.headers = headers;
-    RequestHeader::from(parts)
+    request_head(client.method.clone(), path, headers)
+}
+
+/// Headers of an answer whose body the gateway rewrote (translated): framing and encoding
+/// from the provider no longer apply.
+pub fn translated_headers(headers: &mut HeaderMap, content_type: &'static str) {
+    for name in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::TRANSFER_ENCODING, header::CONTENT_TYPE] {
+        headers.remove(name);
+    }
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
 }
 
 /// The client-facing copy of a provider's response headers.

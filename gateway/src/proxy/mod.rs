@@ -17,6 +17,7 @@ use crate::body::ChatRequest;
 use crate::config::{Config, Route, TransportKind};
 use crate::error::GatewayError;
 use crate::health::{Clock, SystemClock};
+use crate::providers::ClientApi;
 use crate::runtime::{BackendRuntime, HealthRegistry, Runtime};
 use crate::sse::Usage;
 use crate::telemetry::access_log::{millis, AccessLog, AttemptEntry, Entry};
@@ -79,6 +80,8 @@ pub struct AttemptRecord {
 
 /// What one request carries through its attempts.
 struct Request<'a> {
+    /// The API the client speaks, when the gateway knows it (and can translate).
+    api: Option<crate::providers::ClientApi>,
     route: &'a Route,
     backend: &'a BackendRuntime,
     body: Bytes,
@@ -137,6 +140,11 @@ impl Gateway {
         let route = &rt.config.routes[ri];
         ctx.route = Some(route.name.clone());
         let backend = &rt.backends[route.backend];
+        let api_path = route.rewrite.as_deref().unwrap_or(path);
+        let api = ClientApi::from_path(api_path);
+        if api_path == "/v1/models" && session.req_header().method == http::Method::GET {
+            return self.list_models(session, ctx, backend).await;
+        }
 
         let body = match read_body(session, rt.config.max_request_body_bytes).await {
             Ok(b) => b,
@@ -158,8 +166,25 @@ impl Gateway {
         ctx.stream = chat.as_ref().is_some_and(|c| c.stream);
         ctx.model_requested = chat.as_ref().and_then(|c| c.model.clone());
 
-        let req =
-            Request { route, backend, body, chat, started, deadline: started + route.timeouts.request, request_id };
+        // Providers of another API that cannot express this request are skipped; when none
+        // can take it, it is refused before any attempt.
+        let excluded = match (api, &chat) {
+            (Some(api), Some(_)) => match unsupported_providers(api, &body, backend) {
+                Ok(set) => set,
+                Err(message) => return self.reject(session, ctx, GatewayError::Unsupported(message), &[]).await,
+            },
+            _ => ProviderSet::default(),
+        };
+        let req = Request {
+            api,
+            route,
+            backend,
+            body,
+            chat,
+            started,
+            deadline: started + route.timeouts.request,
+            request_id,
+        };
         let retry = &backend.balancer.backend.retry;
         let mut tried = ProviderSet::default();
         let mut last: Option<Failed> = None;
@@ -168,7 +193,7 @@ impl Gateway {
             if Instant::now() >= req.deadline {
                 break;
             }
-            let sel = match backend.balancer.select(tried, self.clock.now(), attempt == 1) {
+            let sel = match backend.balancer.select(tried, excluded, self.clock.now(), attempt == 1) {
                 Ok(s) => s,
                 Err(NoProvider::AllEjected { until }) => {
                     let secs = until.saturating_sub(self.clock.now()).div_ceil(1000).max(1);
@@ -233,6 +258,19 @@ impl Gateway {
         };
         ctx.provider = Some(failed.provider.clone());
         headers::stamp(&mut headers, Some(&failed.provider), None, ctx.attempts.len(), &req.request_id);
+        // An answer from a provider of another API is an error in the client's API shape.
+        let body = match &failed.translate {
+            Some((api, kind, model)) => {
+                match crate::providers::translate_response_with_model(*api, kind, model, status.as_u16(), &body) {
+                    Ok(b) => {
+                        headers::translated_headers(&mut headers, "application/json");
+                        b
+                    }
+                    Err(_) => body,
+                }
+            }
+            None => body,
+        };
         headers.remove(header::TRANSFER_ENCODING);
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         ctx.status = Some(status.as_u16());
@@ -242,6 +280,28 @@ impl Gateway {
         if !body.is_empty() {
             session.write_response_body(Some(body), true).await?;
         }
+        Ok(())
+    }
+
+    /// `GET /v1/models`: the models the route's providers serve.
+    async fn list_models(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        backend: &BackendRuntime,
+    ) -> std::result::Result<(), Box<Error>> {
+        let providers: Vec<&crate::config::ProviderConfig> =
+            backend.balancer.providers.iter().map(|p| &p.config).collect();
+        let body = crate::providers::models_list(&providers);
+        let mut headers = HeaderMap::with_capacity(4);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let id = ctx.request_id.clone().unwrap_or_else(|| headers::request_id(session.req_header()));
+        headers.insert(X_REQUEST_ID.clone(), id);
+        ctx.status = Some(200);
+        session.write_response_header(headers::response_head(http::StatusCode::OK, headers), false).await?;
+        ctx.bytes_out = body.len();
+        session.write_response_body(Some(body), true).await?;
         Ok(())
     }
 
@@ -370,6 +430,32 @@ async fn client_gone(session: &mut Session) {
             Ok(None) => std::future::pending::<()>().await,
             Ok(Some(_)) => continue,
         }
+    }
+}
+
+/// The providers of `backend` that cannot take this request (another API that cannot express
+/// one of its fields); `Err` names the problem when no provider can.
+fn unsupported_providers(
+    api: ClientApi,
+    body: &Bytes,
+    backend: &BackendRuntime,
+) -> std::result::Result<ProviderSet, String> {
+    let providers = &backend.balancer.providers;
+    if !providers.iter().any(|p| crate::providers::needs_translation(api, &p.config.kind)) {
+        return Ok(ProviderSet::default());
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut excluded = ProviderSet::default();
+    let mut first_error = None;
+    for p in providers {
+        if let Err(e) = crate::providers::check_supported(api, &value, &p.config.kind) {
+            excluded.insert(p.index);
+            first_error.get_or_insert_with(|| format!("provider {}: {e}", p.config.name));
+        }
+    }
+    match first_error {
+        Some(e) if providers.iter().all(|p| excluded.contains(p.index)) => Err(e),
+        _ => Ok(excluded),
     }
 }
 
