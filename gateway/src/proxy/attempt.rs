@@ -63,7 +63,7 @@ pub(super) enum AttemptEnd {
     /// A response went to the client (fully, or as far as the client let it).
     Delivered,
     /// Try elsewhere.
-    Failed(Failed),
+    Failed(Box<Failed>),
     /// The client left; stop.
     ClientGone,
 }
@@ -167,7 +167,12 @@ impl Gateway {
                         record.error = Some("translate");
                         self.finish_attempt(ctx, record, started, "translate");
                         let detail = format!("{provider}: {e}");
-                        return Ok(AttemptEnd::Failed(Failed::gone(provider, TransportKind::Reset, detail, false)));
+                        return Ok(AttemptEnd::Failed(Box::new(Failed::gone(
+                            provider,
+                            TransportKind::Reset,
+                            detail,
+                            false,
+                        ))));
                     }
                 }
             };
@@ -189,7 +194,7 @@ impl Gateway {
                 warn!(provider, error = kind.as_str(), %detail, "attempt failed");
                 let stop = !backend.balancer.backend.retry.on_transport.contains(&kind);
                 let detail = format!("{provider}: {detail}");
-                return Ok(AttemptEnd::Failed(Failed::gone(provider, kind, detail, stop)));
+                return Ok(AttemptEnd::Failed(Box::new(Failed::gone(provider, kind, detail, stop))));
             }
         };
 
@@ -256,7 +261,7 @@ impl Gateway {
                     record.error = Some(if kind == TransportKind::Timeout { "timeout" } else { "stream" });
                     self.finish_attempt(ctx, record, started, "stream");
                     let detail = format!("{provider}: {detail}");
-                    return Ok(AttemptEnd::Failed(Failed::gone(provider, kind, detail, false)));
+                    return Ok(AttemptEnd::Failed(Box::new(Failed::gone(provider, kind, detail, false))));
                 }
             }
         }
@@ -293,7 +298,7 @@ impl Gateway {
                 detail,
                 stop: false,
             };
-            return Ok(AttemptEnd::Failed(failed));
+            return Ok(AttemptEnd::Failed(Box::new(failed)));
         }
 
         // Deliver: this answer is the one the client gets.

@@ -230,7 +230,7 @@ impl Gateway {
                 }
                 AttemptEnd::Failed(f) => {
                     let stop = f.stop;
-                    last = Some(f);
+                    last = Some(*f);
                     if stop {
                         break;
                     }
