@@ -181,23 +181,17 @@ pub struct Lifecycle {
 #[async_trait]
 impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        // Ready once every listener accepts connections.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for addr in &self.listen {
-            let target = if addr.ip().is_unspecified() {
-                SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-            } else {
-                *addr
-            };
-            while tokio::net::TcpStream::connect(target).await.is_err() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        // Ready once every listener accepts connections, unless a stop comes first.
+        tokio::select! {
+            _ = self.wait_listening() => {}
+            _ = shutdown.changed() => {}
         }
-        notify(&[sd_notify::NotifyState::MainPid(std::process::id()), sd_notify::NotifyState::Ready]);
-        info!(pid = std::process::id(), "switchyard ready");
-
-        if shutdown.changed().await.is_err() {
-            return;
+        if !*shutdown.borrow() {
+            notify(&[sd_notify::NotifyState::MainPid(std::process::id()), sd_notify::NotifyState::Ready]);
+            info!(pid = std::process::id(), "switchyard ready");
+            if shutdown.changed().await.is_err() {
+                return;
+            }
         }
         notify(&[sd_notify::NotifyState::Stopping]);
         let started = Instant::now();
@@ -212,6 +206,21 @@ impl BackgroundService for Lifecycle {
             info!(drained_in_ms = started.elapsed().as_millis() as u64, "drained; exiting");
         }
         std::process::exit(0);
+    }
+}
+
+impl Lifecycle {
+    async fn wait_listening(&self) {
+        for addr in &self.listen {
+            let target = if addr.ip().is_unspecified() {
+                SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+            } else {
+                *addr
+            };
+            while tokio::net::TcpStream::connect(target).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
 }
 
