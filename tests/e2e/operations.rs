@@ -233,3 +233,24 @@ fn cli_version_and_help() {
     let out = std::process::Command::new(BIN).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "missing -c is a usage error");
 }
+
+/// The systemd unit passes `systemd-analyze verify` (with the binary path pointed at this
+/// build, since nothing is installed under /usr/local here).
+#[test]
+fn systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(repo_root().join("systemd/switchyard.service")).unwrap();
+    for needle in ["Type=notify", "ExecReload=", "DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "LimitNOFILE="] {
+        assert!(unit.contains(needle), "unit lacks {needle}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/switchyard", BIN)).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (package systemd) is needed; tests/run.sh installs it");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("switchyard.service:"), "warnings about the unit: {text}");
+}
