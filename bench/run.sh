@@ -10,6 +10,10 @@
 #       --smoke           1 s per scenario, no pass/fail judgement (CI: the harness works)
 #       --write-results   also write the tables to bench/RESULTS.md
 #       --no-build        skip bench/setup.sh (tools and release binaries must exist)
+#       --quiet-wait SECS before each measurement, wait up to SECS (default 120; 0 = no
+#                         wait; --smoke: 0) until other processes use < 10% of the CPUs
+#       --perf LIST       record `perf` on Switchyard during these scenarios' measured runs
+#                         (1-4; needs linux-perf; slows the run it profiles)
 #   -h, --help
 #
 # Scenarios (details in bench/README.md): 1 healthy primary; 2 primary answers 429 and is
@@ -35,8 +39,11 @@ build=1
 wrk_conns=32
 hold_conns=1000
 warmup=1
+perf_scenarios=""
+quiet_wait=""
+quiet_busy=10
 
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     -d|--duration) duration="${2:?--duration needs a value}"; shift 2 ;;
@@ -48,12 +55,18 @@ while [ $# -gt 0 ]; do
     --smoke) smoke=1; shift ;;
     --write-results) write_results=1; shift ;;
     --no-build) build=0; shift ;;
+    --quiet-wait) quiet_wait="${2:?--quiet-wait needs a value}"; shift 2 ;;
+    --quiet-wait=*) quiet_wait="${1#*=}"; shift ;;
+    --perf) perf_scenarios="${2:?--perf needs a value}"; shift 2 ;;
+    --perf=*) perf_scenarios="${1#*=}"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 duration="${duration%s}"
 if [ "$smoke" = 1 ]; then duration=1; fi
+[ -n "$quiet_wait" ] || { if [ "$smoke" = 1 ]; then quiet_wait=0; else quiet_wait=120; fi; }
+[[ "$quiet_wait" =~ ^[0-9]+$ ]] || { echo "run.sh: --quiet-wait must be whole seconds" >&2; exit 2; }
 [[ "$duration" =~ ^[0-9]+$ && "$duration" -ge 1 ]] || { echo "run.sh: --duration must be whole seconds >= 1" >&2; exit 2; }
 [[ "$repeat" =~ ^[0-9]+$ && "$repeat" -ge 1 ]] || { echo "run.sh: --repeat must be >= 1" >&2; exit 2; }
 IFS=',' read -r -a selected <<<"$scenarios"
@@ -61,6 +74,7 @@ for s in "${selected[@]}"; do
   [[ "$s" =~ ^[1-6]$ ]] || { echo "run.sh: unknown scenario '$s' (1-6)" >&2; exit 2; }
 done
 want() { [[ ",$scenarios," == *",$1,"* ]]; }
+profile() { [[ ",$perf_scenarios," == *",$1,"* ]]; }
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -71,6 +85,9 @@ if [ "$build" = 1 ]; then
   bench/setup.sh
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+if [ -n "$perf_scenarios" ] && ! command -v perf >/dev/null; then
+  die "--perf needs perf (apt-get install linux-perf)"
+fi
 for tool in "$NGINX" wrk taskset curl; do
   command -v "$tool" >/dev/null || die "$tool not found (run bench/setup.sh)"
 done
@@ -171,6 +188,38 @@ children_of() {
     awk -v m="$1" '$4 == m { print $1 }' /proc/[0-9]*/stat 2>/dev/null || true
 }
 
+# Time a process's threads spent runnable but waiting for a CPU (ns): other processes on
+# its CPU, or its own threads competing.
+runq_ns() {
+  local t w total=0
+  for t in /proc/"$1"/task/*/schedstat; do
+    read -r _ w _ <"$t" 2>/dev/null && total=$((total + w))
+  done
+  echo "$total"
+}
+# busy (without guest steal), steal, total jiffies over all CPUs
+cpu_snapshot() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+BUSY_MEASUREMENTS=0
+QUIET_WAITED=0
+wait_quiet() { # before a measurement: wait until other processes leave the CPUs alone
+  [ "$quiet_wait" -gt 0 ] || return 0
+  local start=$SECONDS b0 t0 b1 t1 busy said=0
+  while :; do
+    read -r b0 _ t0 < <(cpu_snapshot)
+    sleep 1
+    read -r b1 _ t1 < <(cpu_snapshot)
+    busy=$(((b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
+    [ "$busy" -ge "$quiet_busy" ] || return 0
+    if [ $((SECONDS - start)) -ge "$quiet_wait" ]; then
+      log "  machine still busy ($busy% of the CPUs used by other processes): measuring anyway"
+      BUSY_MEASUREMENTS=$((BUSY_MEASUREMENTS + 1))
+      return 0
+    fi
+    if [ "$said" = 0 ]; then log "  other processes use $busy% of the CPUs: waiting (up to ${quiet_wait} s)"; said=1; fi
+    QUIET_WAITED=$((QUIET_WAITED + 1))
+  done
+}
+
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 render() { # template output: replaces @KEY@ with the value of shell variable KEY
@@ -259,6 +308,7 @@ check_provider() { # scenario: the first answer through Switchyard names the exp
   fi
 }
 
+PROFILES=()
 SY_PID=""
 start_switchyard() { # scenario
   configure "$1"
@@ -339,7 +389,8 @@ run_wrk() { # url body seconds -> RESULT line
 }
 
 measure_wrk() { # scenario proxy(sy|ng) body
-  local s="$1" who="$2" body="$3" url pid line
+  local s="$1" who="$2" body="$3" url pid line rq0 rq1
+  wait_quiet
   if [ "$who" = sy ]; then
     start_switchyard "$s"; url="http://127.0.0.1:$PORT_GATEWAY/v1/chat/completions"; pid=$SY_PID
   else
@@ -348,7 +399,27 @@ measure_wrk() { # scenario proxy(sy|ng) body
   expect_status "$url" 200 "$body"
   if [ "$who" = sy ]; then check_provider "$s"; fi
   run_wrk "$url" "$body" "$warmup" >/dev/null
+  local perf_pid=""
+  if [ "$who" = sy ] && profile "$s"; then
+    taskset -c "$LOAD_CPU" perf record -q -F 999 --call-graph dwarf,16384 -p "$pid" -o "$WORK/perf-s$s.data" -- sleep "$duration" \
+      >"$WORK/perf-s$s.log" 2>&1 &
+    perf_pid=$!
+  fi
+  rq0="$(runq_ns "$pid")"
   line="$(run_wrk "$url" "$body" "$duration")"
+  rq1="$(runq_ns "$pid")"
+  add "$s.$who.wait" "$(awk -v a="$rq0" -v b="$rq1" -v d="$duration" 'BEGIN { printf "%.1f", (b - a) / (d * 1e7) }')"
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid" || log "  perf record failed: $(tail -3 "$WORK/perf-s$s.log")"
+    perf report -i "$WORK/perf-s$s.data" --no-children --stdio >"$WORK/perf-s$s.txt" 2>/dev/null || true
+    perf report -i "$WORK/perf-s$s.data" --no-children --stdio -g none --percent-limit 0.5 \
+      >"$WORK/perf-s$s-flat.txt" 2>/dev/null || true
+    perf report -i "$WORK/perf-s$s.data" --no-children --stdio -g none --sort dso \
+      >"$WORK/perf-s$s-dso.txt" 2>/dev/null || true
+    perf report -i "$WORK/perf-s$s.data" --children --stdio -g none --percent-limit 2 \
+      >"$WORK/perf-s$s-inclusive.txt" 2>/dev/null || true
+    PROFILES+=("$s")
+  fi
   add "$s.$who.rps" "$(field "$line" rps)"
   add "$s.$who.p50" "$(field "$line" p50_us)"
   add "$s.$who.p99" "$(field "$line" p99_us)"
@@ -369,6 +440,7 @@ scenario_wrk() { # scenario body round
 # ---------------------------------------------------------------- scenario 5: TTFB
 scenario_ttfb() {
   local line who
+  wait_quiet
   start_switchyard 5
   start_peer 5
   local warm=200
@@ -397,8 +469,10 @@ scenario_hold() { # round
   [ $(($1 % 2)) = 1 ] || order=(ng sy)
   for who in "${order[@]}"; do
     if [ "$who" = sy ]; then
+      wait_quiet
       start_switchyard 6; addr="127.0.0.1:$PORT_GATEWAY"; pid=$SY_PID
     else
+      wait_quiet
       start_peer 6; addr="127.0.0.1:$PORT_PEER"; pid=$PEER_WORKER
     fi
     line="$(taskset -c "$LOAD_CPU" "$LOAD" hold --addr "$addr" --conns "$hold_conns" \
@@ -455,11 +529,11 @@ report_wrk() { # scenario
   hs="$(med "$s.sy.hwm")"; hn="$(med "$s.ng.hwm")"
   echo "### $s. ${names[$s]}"
   echo
-  echo "| proxy | req/s | p50 | p99 | peak RSS | errors |"
-  echo "|---|--:|--:|--:|--:|--:|"
-  echo "| switchyard | $(int "$rs") | $(ms "$p50s") | $(ms "$p99s") | $(mib "$hs") | $(sum "$s.sy.errors") |"
-  echo "| nginx | $(int "$rn") | $(ms "$p50n") | $(ms "$p99n") | $(mib "$hn") | $(sum "$s.ng.errors") |"
-  echo "| switchyard/nginx | $(ratio "$rs" "$rn") | $(ratio "$p50s" "$p50n") | $(ratio "$p99s" "$p99n") | $(ratio "$hs" "$hn") | |"
+  echo "| proxy | req/s | p50 | p99 | peak RSS | errors | waited for CPU |"
+  echo "|---|--:|--:|--:|--:|--:|--:|"
+  echo "| switchyard | $(int "$rs") | $(ms "$p50s") | $(ms "$p99s") | $(mib "$hs") | $(sum "$s.sy.errors") | $(med "$s.sy.wait")% |"
+  echo "| nginx | $(int "$rn") | $(ms "$p50n") | $(ms "$p99n") | $(mib "$hn") | $(sum "$s.ng.errors") | $(med "$s.ng.wait")% |"
+  echo "| switchyard/nginx | $(ratio "$rs" "$rn") | $(ratio "$p50s" "$p50n") | $(ratio "$p99s" "$p99n") | $(ratio "$hs" "$hn") | | |"
   echo
   if [ "$repeat" -gt 1 ]; then
     echo "Medians of $repeat rounds. req/s per round: switchyard $(get "$s.sy.rps" | tr ' ' '/'), nginx $(get "$s.ng.rps" | tr ' ' '/')."
@@ -567,7 +641,7 @@ HEADER="$WORK/header.md"
   echo "- Machine: $ncpu CPUs ($cpu_model), $mem_total RAM, kernel $(uname -sr)"
   echo "- Software: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$GATEWAY" --version 2>/dev/null || echo switchyard)"
   echo "- Setup: proxy under test (1 worker) on CPU $PROXY_CPU; wrk (1 thread, $wrk_conns connections, 600-byte chat POST), bench-load and the mock upstream (nginx, 1 worker) on CPU $LOAD_CPU; ${duration} s measured per scenario and proxy after a ${warmup} s warm-up; $repeat round(s)$([ "$smoke" = 1 ] && echo '; **smoke run: numbers are not meaningful**')"
-  echo "- Load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER"
+  echo "- Load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER; waited ${QUIET_WAITED} s for other processes to leave the CPUs; $BUSY_MEASUREMENTS measurement(s) started on a busy machine anyway$([ "$quiet_wait" = 0 ] && echo ' (no waiting: --quiet-wait 0)')"
 } >"$HEADER"
 
 echo
@@ -588,6 +662,18 @@ if [ "$write_results" = 1 ]; then
   } >bench/RESULTS.md
   log "wrote bench/RESULTS.md"
 fi
+for s in "${PROFILES[@]}"; do
+  mkdir -p bench/profiles
+  cp "$WORK/perf-s$s.txt" "bench/profiles/perf-s$s.txt"
+  cp "$WORK/perf-s$s-flat.txt" "bench/profiles/perf-s$s-flat.txt"
+  cp "$WORK/perf-s$s-dso.txt" "bench/profiles/perf-s$s-dso.txt"
+  cp "$WORK/perf-s$s-inclusive.txt" "bench/profiles/perf-s$s-inclusive.txt"
+  echo
+  echo "perf, Switchyard, scenario $s: self time, top 40 (bench/profiles/perf-s$s-flat.txt; callers"
+  echo "in perf-s$s.txt, inclusive time in perf-s$s-inclusive.txt, by DSO in perf-s$s-dso.txt):"
+  grep -v '^#' "$WORK/perf-s$s-flat.txt" | grep -v '^$' | head -40
+done
+
 # A benchmark whose requests fail measures nothing: say so in the exit status (missed
 # targets do not change it; they are in the tables).
 broken=""

@@ -4,15 +4,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+apt_install() {
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 need=()
 command -v cmake >/dev/null || need+=(cmake)          # pingora 0.9 builds libz-ng with cmake
 command -v cc >/dev/null || need+=(build-essential)
+command -v python3 >/dev/null || need+=(python3 python3-venv)   # tests/e2e/sdk.rs
+command -v systemd-analyze >/dev/null || need+=(systemd)          # the unit is verified
 if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  apt_install "${need[@]}"
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+
+# The official OpenAI and Anthropic Python SDKs, for tests/e2e/sdk.rs, in a virtualenv.
+venv=target/sdk-venv
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    rm -rf "$venv"                                     # Debian's python3 has no venv/ensurepip
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+export SWITCHYARD_SDK_PYTHON="$PWD/$venv/bin/python"
 
 cargo build --workspace --all-targets
 cargo test --workspace

@@ -5,10 +5,13 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::api::StreamParts;
-use crate::openai::{answer_text, split_content, ChatParams, COMPLETION_TOKENS};
+use crate::openai::{answer_text, streamed_pieces, ChatParams, COMPLETION_TOKENS};
+use crate::tools;
 
 /// Fixed id of every answer.
 const ID: &str = "msg_mock";
+/// Fixed id of every `tool_use` block.
+const TOOL_USE_ID: &str = "toolu_mock_1";
 
 /// Anthropic's error `type` for a status.
 pub(crate) fn error_type(status: u16) -> &'static str {
@@ -43,23 +46,45 @@ pub(crate) fn error_event(message: &str, status: u16) -> Bytes {
     event("error", &error_value(message, status))
 }
 
-/// A non-streamed message.
+/// The stop reason of an answer (Bedrock Converse uses the same names).
+pub(crate) fn stop_reason(params: &ChatParams) -> &'static str {
+    if params.tool.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    }
+}
+
+/// The answer's content block: complete (`whole`), or empty as a stream's
+/// `content_block_start` opens it.
+fn content_block(name: &str, params: &ChatParams, whole: bool) -> Value {
+    match &params.tool {
+        Some(tool) => {
+            let input = if whole { tools::arguments() } else { json!({}) };
+            json!({"type": "tool_use", "id": TOOL_USE_ID, "name": tool, "input": input})
+        }
+        None => json!({"type": "text", "text": if whole { answer_text(name) } else { String::new() }}),
+    }
+}
+
+/// A non-streamed message: text, or a `tool_use` block.
 pub(crate) fn message(name: &str, params: &ChatParams) -> Bytes {
     let body = json!({
         "id": ID,
         "type": "message",
         "role": "assistant",
         "model": params.model,
-        "content": [{"type": "text", "text": answer_text(name)}],
-        "stop_reason": "end_turn",
+        "content": [content_block(name, params, true)],
+        "stop_reason": stop_reason(params),
         "stop_sequence": null,
         "usage": {"input_tokens": params.prompt_tokens, "output_tokens": COMPLETION_TOKENS},
     });
     Bytes::from(body.to_string())
 }
 
-/// `message_start`, `content_block_start`, one `content_block_delta` per piece, then
-/// `content_block_stop`, `message_delta` and `message_stop`.
+/// `message_start`, `content_block_start`, one `content_block_delta` per piece (of the text,
+/// or of the tool input's JSON), then `content_block_stop`, `message_delta` and
+/// `message_stop`.
 pub(crate) fn stream_parts(name: &str, params: &ChatParams, pieces: usize) -> StreamParts {
     let start = json!({
         "type": "message_start",
@@ -69,14 +94,16 @@ pub(crate) fn stream_parts(name: &str, params: &ChatParams, pieces: usize) -> St
             "usage": {"input_tokens": params.prompt_tokens, "output_tokens": 1},
         },
     });
-    let block_start = json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}});
-    let content = split_content(&answer_text(name), pieces)
+    let block_start =
+        json!({"type": "content_block_start", "index": 0, "content_block": content_block(name, params, false)});
+    let content = streamed_pieces(name, params, pieces)
         .into_iter()
         .map(|piece| {
-            event(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
-            )
+            let delta = match params.tool {
+                Some(_) => json!({"type": "input_json_delta", "partial_json": piece}),
+                None => json!({"type": "text_delta", "text": piece}),
+            };
+            event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": delta}))
         })
         .collect();
     StreamParts {
@@ -88,7 +115,7 @@ pub(crate) fn stream_parts(name: &str, params: &ChatParams, pieces: usize) -> St
                 "message_delta",
                 &json!({
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                    "delta": {"stop_reason": stop_reason(params), "stop_sequence": null},
                     "usage": {"output_tokens": COMPLETION_TOKENS},
                 }),
             ),

@@ -9,6 +9,7 @@ use crate::body::MockBody;
 use crate::handler::{json_response, response};
 use crate::openai::{self, ChatParams};
 use crate::state::RecordedRequest;
+use crate::tools::ToolLayout;
 use crate::{anthropic, bedrock, gemini};
 
 /// The API of one request.
@@ -85,10 +86,20 @@ impl Api {
         }
     }
 
+    /// Where this API's requests keep their tools and turns.
+    fn tool_layout(&self) -> ToolLayout {
+        match self {
+            Api::OpenAi | Api::Azure => ToolLayout::OPENAI,
+            Api::Anthropic => ToolLayout::ANTHROPIC,
+            Api::Bedrock { .. } => ToolLayout::BEDROCK,
+            Api::Gemini { .. } => ToolLayout::GEMINI,
+        }
+    }
+
     /// The request parameters; model and stream come from the path where the API puts
     /// them there.
     pub(crate) fn params(&self, body: &[u8]) -> Result<ChatParams, String> {
-        let mut params = ChatParams::parse(body)?;
+        let mut params = ChatParams::parse(body, self.tool_layout())?;
         if let Api::Bedrock { model, stream } | Api::Gemini { model, stream, .. } = self {
             params.model.clone_from(model);
             params.stream = *stream;
@@ -97,7 +108,7 @@ impl Api {
         Ok(params)
     }
 
-    /// A complete, non-streamed answer.
+    /// A complete, non-streamed answer: text, or a call to the tool the request offers.
     pub(crate) fn completion(&self, name: &str, params: &ChatParams) -> Bytes {
         match self {
             Api::OpenAi | Api::Azure => openai::completion(name, params),
@@ -114,14 +125,11 @@ impl Api {
         }
     }
 
-    /// A streamed answer with its text in `pieces` content events.
+    /// A streamed answer with its text (or its tool call's arguments) in `pieces` content
+    /// events.
     pub(crate) fn stream_parts(&self, name: &str, params: &ChatParams, pieces: usize) -> StreamParts {
         match self {
-            Api::OpenAi | Api::Azure => StreamParts {
-                head: Vec::new(),
-                content: openai::content_events(name, &params.model, pieces),
-                tail: openai::closing_events(params),
-            },
+            Api::OpenAi | Api::Azure => openai::stream_parts(name, params, pieces),
             Api::Anthropic => anthropic::stream_parts(name, params, pieces),
             Api::Bedrock { .. } => bedrock::stream_parts(name, params, pieces),
             Api::Gemini { .. } => gemini::stream_parts(name, params, pieces),

@@ -9,10 +9,15 @@ use http::Response;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
+use crate::anthropic::stop_reason;
 use crate::api::StreamParts;
 use crate::body::MockBody;
 use crate::handler::json_response;
-use crate::openai::{answer_text, split_content, ChatParams, COMPLETION_TOKENS};
+use crate::openai::{answer_text, streamed_pieces, ChatParams, COMPLETION_TOKENS};
+use crate::tools;
+
+/// Fixed id of every `toolUse` block.
+const TOOL_USE_ID: &str = "tooluse_mock_1";
 
 /// Content type of a ConverseStream answer.
 pub(crate) const STREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
@@ -58,11 +63,15 @@ fn usage(prompt_tokens: u64) -> Value {
     })
 }
 
-/// A Converse answer.
+/// A Converse answer: text, or a `toolUse` block.
 pub(crate) fn converse(name: &str, params: &ChatParams) -> Bytes {
+    let block = match &params.tool {
+        Some(tool) => json!({"toolUse": {"toolUseId": TOOL_USE_ID, "name": tool, "input": tools::arguments()}}),
+        None => json!({"text": answer_text(name)}),
+    };
     let body = json!({
-        "output": {"message": {"role": "assistant", "content": [{"text": answer_text(name)}]}},
-        "stopReason": "end_turn",
+        "output": {"message": {"role": "assistant", "content": [block]}},
+        "stopReason": stop_reason(params),
         "usage": usage(params.prompt_tokens),
         "metrics": {"latencyMs": 0},
     });
@@ -113,21 +122,31 @@ pub(crate) fn exception_event(message: &str, status: u16) -> Bytes {
     bedrock_exception_frame(kind, message)
 }
 
-/// `messageStart`, one `contentBlockDelta` per piece, then `contentBlockStop`,
-/// `messageStop` and `metadata` (usage).
+/// `messageStart` (and, for a tool call, a `contentBlockStart` naming the tool), one
+/// `contentBlockDelta` per piece of the text or of the tool input's JSON, then
+/// `contentBlockStop`, `messageStop` and `metadata` (usage).
 pub(crate) fn stream_parts(name: &str, params: &ChatParams, pieces: usize) -> StreamParts {
-    let content = split_content(&answer_text(name), pieces)
+    let mut head = vec![bedrock_event_frame("messageStart", &json!({"role": "assistant"}))];
+    if let Some(tool) = &params.tool {
+        let start = json!({"toolUse": {"toolUseId": TOOL_USE_ID, "name": tool}});
+        head.push(bedrock_event_frame("contentBlockStart", &json!({"contentBlockIndex": 0, "start": start})));
+    }
+    let content = streamed_pieces(name, params, pieces)
         .into_iter()
         .map(|piece| {
-            bedrock_event_frame("contentBlockDelta", &json!({"contentBlockIndex": 0, "delta": {"text": piece}}))
+            let delta = match params.tool {
+                Some(_) => json!({"toolUse": {"input": piece}}),
+                None => json!({"text": piece}),
+            };
+            bedrock_event_frame("contentBlockDelta", &json!({"contentBlockIndex": 0, "delta": delta}))
         })
         .collect();
     StreamParts {
-        head: vec![bedrock_event_frame("messageStart", &json!({"role": "assistant"}))],
+        head,
         content,
         tail: vec![
             bedrock_event_frame("contentBlockStop", &json!({"contentBlockIndex": 0})),
-            bedrock_event_frame("messageStop", &json!({"stopReason": "end_turn"})),
+            bedrock_event_frame("messageStop", &json!({"stopReason": stop_reason(params)})),
             bedrock_event_frame(
                 "metadata",
                 &json!({"usage": usage(params.prompt_tokens), "metrics": {"latencyMs": 0}}),

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::api::StreamParts;
 use crate::openai::{answer_text, split_content, ChatParams, COMPLETION_TOKENS};
+use crate::tools;
 
 /// Fixed `responseId` of every answer.
 const RESPONSE_ID: &str = "mock-response";
@@ -57,8 +58,8 @@ pub(crate) fn error_event(message: &str, status: u16) -> Bytes {
     sse(&error_value(message, status))
 }
 
-fn response(model: &str, text: &str, finish: Option<&str>, usage: Option<u64>) -> Value {
-    let mut candidate = json!({"content": {"role": "model", "parts": [{"text": text}]}, "index": 0});
+fn response(model: &str, part: Value, finish: Option<&str>, usage: Option<u64>) -> Value {
+    let mut candidate = json!({"content": {"role": "model", "parts": [part]}, "index": 0});
     if let Some(reason) = finish {
         candidate["finishReason"] = json!(reason);
     }
@@ -73,22 +74,40 @@ fn response(model: &str, text: &str, finish: Option<&str>, usage: Option<u64>) -
     body
 }
 
-/// A `generateContent` answer.
-pub(crate) fn generate(name: &str, params: &ChatParams) -> Bytes {
-    let body = response(&params.model, &answer_text(name), Some("STOP"), Some(params.prompt_tokens));
-    Bytes::from(body.to_string())
+fn text_part(text: &str) -> Value {
+    json!({"text": text})
 }
 
-/// One response per piece of the text, then a last one with `finishReason` and usage.
+/// The complete answer: a response with the whole text, or with a `functionCall` of the
+/// requested tool; finished, with usage.
+fn whole(name: &str, params: &ChatParams) -> Value {
+    let part = match &params.tool {
+        Some(tool) => json!({"functionCall": {"name": tool, "args": tools::arguments()}}),
+        None => text_part(&answer_text(name)),
+    };
+    response(&params.model, part, Some("STOP"), Some(params.prompt_tokens))
+}
+
+/// A `generateContent` answer.
+pub(crate) fn generate(name: &str, params: &ChatParams) -> Bytes {
+    Bytes::from(whole(name, params).to_string())
+}
+
+/// Text: one response per piece of the text, then a last one with `finishReason` and
+/// usage. A tool call: Gemini streams a `functionCall` whole, so one finished response
+/// carries it.
 pub(crate) fn stream_parts(name: &str, params: &ChatParams, pieces: usize) -> StreamParts {
+    if params.tool.is_some() {
+        return StreamParts { head: Vec::new(), content: vec![sse(&whole(name, params))], tail: Vec::new() };
+    }
     let content = split_content(&answer_text(name), pieces)
         .iter()
-        .map(|piece| sse(&response(&params.model, piece, None, None)))
+        .map(|piece| sse(&response(&params.model, text_part(piece), None, None)))
         .collect();
     StreamParts {
         head: Vec::new(),
         content,
-        tail: vec![sse(&response(&params.model, "", Some("STOP"), Some(params.prompt_tokens)))],
+        tail: vec![sse(&response(&params.model, text_part(""), Some("STOP"), Some(params.prompt_tokens)))],
     }
 }
 

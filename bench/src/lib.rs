@@ -22,6 +22,13 @@
 //!
 //!   Every API gets the same failure injection from the [`Behavior`], with
 //!   errors (and in-stream errors) in its own shape.
+//!
+//!   A request that offers tools (OpenAI `tools[].function`, Anthropic `tools[]`,
+//!   Bedrock `toolConfig.tools[].toolSpec`, Gemini `tools[].functionDeclarations[]`)
+//!   is answered, whole or streamed, with a call to its first tool with the
+//!   arguments `{"location":"Paris"}`, in that API's shape; unless its last turn
+//!   is a tool result, which gets the usual text, so a two-step tool loop
+//!   completes.
 //! - `GET /v1/models` and `GET /health` answer `health_status` with a model
 //!   list; they are not affected by the other failure settings and do not
 //!   replace the last recorded request.
@@ -43,6 +50,7 @@ mod sigv4;
 mod state;
 #[cfg(test)]
 mod tests;
+mod tools;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -4,6 +4,9 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::api::StreamParts;
+use crate::tools::{ToolLayout, ARGUMENTS_JSON};
+
 /// Fixed id of every answer.
 const ID: &str = "chatcmpl-mock";
 /// Fixed `created` timestamp of every answer.
@@ -14,6 +17,8 @@ pub(crate) const DEFAULT_MODEL: &str = "mock-model";
 pub(crate) const COMPLETION_TOKENS: u64 = 5;
 /// The SSE event that ends a stream.
 pub(crate) const DONE: &[u8] = b"data: [DONE]\n\n";
+/// Fixed id of every tool call.
+const TOOL_CALL_ID: &str = "call_mock_1";
 
 /// The parts of a chat request that shape the answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,11 +27,14 @@ pub(crate) struct ChatParams {
     pub(crate) stream: bool,
     pub(crate) include_usage: bool,
     pub(crate) prompt_tokens: u64,
+    /// The tool the answer calls instead of answering with text ([`crate::tools`]).
+    pub(crate) tool: Option<String>,
 }
 
 impl ChatParams {
-    /// Reads a chat request body; `Err` holds why it is not valid JSON.
-    pub(crate) fn parse(body: &[u8]) -> Result<Self, String> {
+    /// Reads a chat request body whose tools are laid out as `tools` says; `Err` holds why
+    /// it is not valid JSON.
+    pub(crate) fn parse(body: &[u8], tools: ToolLayout) -> Result<Self, String> {
         let value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
         let body_len = u64::try_from(body.len()).unwrap_or(u64::MAX);
         Ok(ChatParams {
@@ -34,6 +42,7 @@ impl ChatParams {
             stream: value.get("stream").and_then(Value::as_bool) == Some(true),
             include_usage: value.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true),
             prompt_tokens: (body_len / 4).max(1),
+            tool: tools.requested_tool(&value),
         })
     }
 }
@@ -41,6 +50,23 @@ impl ChatParams {
 /// The text every mock answers with.
 pub(crate) fn answer_text(name: &str) -> String {
     format!("Hello from {name}")
+}
+
+/// What a streamed answer spreads over its content events, in `pieces` parts: the text, or
+/// the arguments of the tool call.
+pub(crate) fn streamed_pieces(name: &str, params: &ChatParams, pieces: usize) -> Vec<String> {
+    match params.tool {
+        Some(_) => split_content(ARGUMENTS_JSON, pieces),
+        None => split_content(&answer_text(name), pieces),
+    }
+}
+
+fn finish_reason(params: &ChatParams) -> &'static str {
+    if params.tool.is_some() {
+        "tool_calls"
+    } else {
+        "stop"
+    }
 }
 
 /// OpenAI's error `type` for a status.
@@ -75,8 +101,20 @@ fn usage(prompt_tokens: u64) -> Value {
     })
 }
 
-/// A non-streamed `chat.completion`.
+/// A non-streamed `chat.completion`: text, or a call to the requested tool.
 pub(crate) fn completion(name: &str, params: &ChatParams) -> Bytes {
+    let message = match &params.tool {
+        Some(tool) => json!({
+            "role": "assistant",
+            "content": null,
+            "tool_calls": [{
+                "id": TOOL_CALL_ID,
+                "type": "function",
+                "function": {"name": tool, "arguments": ARGUMENTS_JSON},
+            }],
+        }),
+        None => json!({"role": "assistant", "content": answer_text(name)}),
+    };
     let body = json!({
         "id": ID,
         "object": "chat.completion",
@@ -84,8 +122,8 @@ pub(crate) fn completion(name: &str, params: &ChatParams) -> Bytes {
         "model": params.model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": answer_text(name)},
-            "finish_reason": "stop",
+            "message": message,
+            "finish_reason": finish_reason(params),
         }],
         "usage": usage(params.prompt_tokens),
     });
@@ -120,22 +158,47 @@ pub(crate) fn split_content(text: &str, pieces: usize) -> Vec<String> {
         .collect()
 }
 
-/// The content events of a streamed answer, one per piece of the text.
-pub(crate) fn content_events(name: &str, model: &str, pieces: usize) -> Vec<Bytes> {
-    split_content(&answer_text(name), pieces)
-        .into_iter()
-        .enumerate()
-        .map(|(i, piece)| {
-            let delta = if i == 0 { json!({"role": "assistant", "content": piece}) } else { json!({"content": piece}) };
-            sse(&chunk(model, json!([{"index": 0, "delta": delta, "finish_reason": null}])))
-        })
-        .collect()
+fn delta_event(model: &str, delta: Value) -> Bytes {
+    sse(&chunk(model, json!([{"index": 0, "delta": delta, "finish_reason": null}])))
+}
+
+/// A streamed answer. Text: one chunk per piece, the first with the role. A tool call: a
+/// chunk opening the call (role, id, name), then one per piece of its arguments.
+pub(crate) fn stream_parts(name: &str, params: &ChatParams, pieces: usize) -> StreamParts {
+    let model = params.model.as_str();
+    let pieces = streamed_pieces(name, params, pieces).into_iter();
+    let (head, content) = match &params.tool {
+        Some(tool) => {
+            let call = json!({"index": 0, "id": TOOL_CALL_ID, "type": "function",
+                "function": {"name": tool, "arguments": ""}});
+            let open = delta_event(model, json!({"role": "assistant", "content": null, "tool_calls": [call]}));
+            let content = pieces
+                .map(|piece| {
+                    delta_event(model, json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+                })
+                .collect();
+            (vec![open], content)
+        }
+        None => {
+            let content = pieces
+                .enumerate()
+                .map(|(i, piece)| {
+                    let delta =
+                        if i == 0 { json!({"role": "assistant", "content": piece}) } else { json!({"content": piece}) };
+                    delta_event(model, delta)
+                })
+                .collect();
+            (Vec::new(), content)
+        }
+    };
+    StreamParts { head, content, tail: closing_events(params) }
 }
 
 /// The events after the content of a complete stream: the finishing chunk,
 /// the usage chunk when asked for, and `[DONE]`.
 pub(crate) fn closing_events(params: &ChatParams) -> Vec<Bytes> {
-    let mut events = vec![sse(&chunk(&params.model, json!([{"index": 0, "delta": {}, "finish_reason": "stop"}])))];
+    let finish = json!([{"index": 0, "delta": {}, "finish_reason": finish_reason(params)}]);
+    let mut events = vec![sse(&chunk(&params.model, finish))];
     if params.include_usage {
         let mut usage_chunk = chunk(&params.model, json!([]));
         usage_chunk["usage"] = usage(params.prompt_tokens);
@@ -183,19 +246,24 @@ mod tests {
 
     #[test]
     fn params_from_body() {
-        let p = ChatParams::parse(br#"{"model":"m1","stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        let p = ChatParams::parse(
+            br#"{"model":"m1","stream":true,"stream_options":{"include_usage":true}}"#,
+            ToolLayout::OPENAI,
+        )
+        .unwrap();
         assert_eq!(p.model, "m1");
         assert!(p.stream && p.include_usage);
-        let p = ChatParams::parse(b"{}").unwrap();
+        let p = ChatParams::parse(b"{}", ToolLayout::OPENAI).unwrap();
         assert_eq!(p.model, DEFAULT_MODEL);
         assert!(!p.stream && !p.include_usage);
+        assert_eq!(p.tool, None);
         assert_eq!(p.prompt_tokens, 1);
-        assert!(ChatParams::parse(b"{not json").is_err());
+        assert!(ChatParams::parse(b"{not json", ToolLayout::OPENAI).is_err());
     }
 
     #[test]
     fn closing_events_end_with_done() {
-        let mut p = ChatParams::parse(b"{}").unwrap();
+        let mut p = ChatParams::parse(b"{}", ToolLayout::OPENAI).unwrap();
         assert_eq!(closing_events(&p).len(), 2);
         p.include_usage = true;
         let events = closing_events(&p);

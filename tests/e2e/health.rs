@@ -291,3 +291,30 @@ async fn try_earliest_when_all_ejected() {
     // Both ejected now (a: 20s, b: 5s): b's ejection ends first.
     assert_eq!((r.status, r.provider()), (200, "b"), "{}", r.body);
 }
+
+/// The mid-stream error event is in the client's API shape: an Anthropic client on a `/v1`
+/// route gets `event: error`.
+#[tokio::test(flavor = "multi_thread")]
+async fn mid_stream_failure_error_event_in_anthropic_shape() {
+    let primary =
+        MockLlm::start("primary", Behavior { stream_chunks: 4, stream_fail_after: Some(1), ..Behavior::default() })
+            .await
+            .unwrap();
+    let gw = Gateway::start_with_env(
+        &format!(
+            "routes:\n  - {{name: r, match: {{pathPrefix: /v1}}, backend: chat}}\nbackends:\n  chat:\n    groups:\n      - providers: [{{name: claude, anthropic: {{model: c}}, host: 127.0.0.1, port: {}, tls: false, auth: {{apiKey: {{env: K}}}}}}]\n",
+            primary.port()
+        ),
+        &[("K", "k")],
+    )
+    .await;
+    let body = serde_json::json!({"model": "c", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&gw.url("/v1/messages"), body.to_string()).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("event: content_block_delta"), "{}", r.body);
+    let tail: Vec<&str> = r.body.trim_end().lines().rev().take(2).collect();
+    assert_eq!(tail[1], "event: error", "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(tail[0].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(v["type"], "error");
+    assert!(!r.body.contains("message_stop"));
+}

@@ -12,3 +12,4 @@ mod observability;
 mod operations;
 mod providers;
 mod references;
+mod sdk;

@@ -199,7 +199,11 @@ async fn sigterm_lets_a_long_stream_finish() {
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
     assert_eq!(gw.wait_exit(Duration::from_secs(5)).await, Some(0));
     let exit_after = finished.elapsed();
-    assert!(exit_after < Duration::from_secs(2), "exits once drained, not after the full drain timeout ({exit_after:?}); stderr:\n{}", gw.stderr());
+    assert!(
+        exit_after < Duration::from_secs(2),
+        "exits once drained, not after the full drain timeout ({exit_after:?}); stderr:\n{}",
+        gw.stderr()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,7 +243,9 @@ fn cli_version_and_help() {
 #[test]
 fn systemd_unit_verifies() {
     let unit = std::fs::read_to_string(repo_root().join("systemd/switchyard.service")).unwrap();
-    for needle in ["Type=notify", "ExecReload=", "DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "LimitNOFILE="] {
+    for needle in
+        ["Type=notify", "ExecReload=", "DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "LimitNOFILE="]
+    {
         assert!(unit.contains(needle), "unit lacks {needle}");
     }
     let dir = tempfile::tempdir().unwrap();

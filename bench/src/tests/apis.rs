@@ -16,24 +16,24 @@ use super::start;
 use crate::{Behavior, MockLlm, TEST_AWS_ACCESS_KEY_ID, TEST_AWS_SECRET_ACCESS_KEY};
 
 /// A response read to its end (or to where it broke off).
-struct Got {
-    status: u16,
+pub(super) struct Got {
+    pub(super) status: u16,
     headers: HeaderMap,
-    body: Bytes,
+    pub(super) body: Bytes,
     complete: bool,
 }
 
 impl Got {
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
 }
 
-async fn post(mock: &MockLlm, path: &str, headers: &[(&str, &str)], body: &Value) -> Got {
+pub(super) async fn post(mock: &MockLlm, path: &str, headers: &[(&str, &str)], body: &Value) -> Got {
     let mut client = Client::connect(mock.addr()).await;
     let response = client.send("POST", path, headers, body.to_string()).await;
     let status = response.status().as_u16();
@@ -46,7 +46,7 @@ async fn post(mock: &MockLlm, path: &str, headers: &[(&str, &str)], body: &Value
 }
 
 /// `(event name, data)` of each SSE event; events may end in LF or CRLF pairs.
-fn events(body: &[u8]) -> Vec<(Option<String>, Value)> {
+pub(super) fn events(body: &[u8]) -> Vec<(Option<String>, Value)> {
     let text = std::str::from_utf8(body).unwrap().replace("\r\n", "\n");
     assert!(text.is_empty() || text.ends_with("\n\n"), "{text:?}");
     text.split_terminator("\n\n")
@@ -234,7 +234,7 @@ async fn bedrock_rejects_a_bad_signature_and_records_unsigned_requests() {
 }
 
 /// (event type or exception type, message type, payload) of each event-stream frame.
-fn frames(mut body: Bytes) -> Vec<(String, String, Value)> {
+pub(super) fn frames(mut body: Bytes) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
     while !body.is_empty() {
         let message = aws_smithy_eventstream::frame::read_message_from(&mut body).unwrap();

@@ -8,6 +8,7 @@ mod client;
 mod connection;
 mod control;
 mod stream;
+mod tools;
 
 use std::time::Duration;
 

@@ -340,7 +340,7 @@ impl Gateway {
                 ctx.error = Some(format!("{provider} failed mid-response: {detail}"));
                 if sse {
                     // Never a clean end: the client sees an explicit error event.
-                    let event = error_event(req.route, &detail);
+                    let event = error_event(req.api, &detail);
                     ctx.bytes_out += event.len();
                     let _ = session.write_response_body(Some(event), false).await;
                     let _ = session.write_response_body(None, true).await;
@@ -710,13 +710,13 @@ async fn read_body_limited(up: &mut UpstreamSession, wait: Duration, limit: usiz
 
 /// The SSE error event that ends a stream whose provider failed mid-way, in the client's
 /// API shape.
-fn error_event(route: &crate::config::Route, detail: &str) -> Bytes {
-    let anthropic = route.rewrite.as_deref().unwrap_or(&route.path_prefix).starts_with("/v1/messages");
-    let text = if anthropic {
-        let data = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": format!("provider failed mid-stream: {detail}")}});
+fn error_event(api: Option<ClientApi>, detail: &str) -> Bytes {
+    let message = format!("provider failed mid-stream: {}", detail.trim());
+    let text = if api == Some(ClientApi::AnthropicMessages) {
+        let data = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}});
         format!("event: error\ndata: {data}\n\n")
     } else {
-        let data = serde_json::json!({"error": {"message": format!("provider failed mid-stream: {detail}"), "type": "upstream_error", "code": 502}});
+        let data = serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": 502}});
         format!("data: {data}\n\n")
     };
     Bytes::from(text)

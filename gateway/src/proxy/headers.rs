@@ -104,6 +104,11 @@ pub fn translated_headers(headers: &mut HeaderMap, content_type: &'static str) {
     for name in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::TRANSFER_ENCODING, header::CONTENT_TYPE] {
         headers.remove(name);
     }
+    // The provider's own protocol headers describe a body the client no longer gets.
+    let amzn: Vec<HeaderName> = headers.keys().filter(|k| k.as_str().starts_with("x-amzn-")).cloned().collect();
+    for name in amzn {
+        headers.remove(name);
+    }
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
 }
 

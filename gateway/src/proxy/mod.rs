@@ -206,7 +206,8 @@ impl Gateway {
             let to = &backend.balancer.providers[sel.provider].config.name;
             if let Some(prev) = &last {
                 metrics::with(|m| m.failovers.with_label_values(&[prev.provider.as_str(), to.as_str()]).inc());
-                info!(
+                // Per-request detail: debug (metrics and the access log record every failover).
+                debug!(
                     route = %route.name, from = %prev.provider, to = %to, attempt,
                     elapsed_ms = started.elapsed().as_millis() as u64, reason = %prev.detail, "failing over"
                 );

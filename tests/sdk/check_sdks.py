@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Drives Switchyard with the official OpenAI and Anthropic Python SDKs.
+
+Environment:
+  OPENAI_BASE_URL     the gateway's OpenAI-compatible base, e.g. http://127.0.0.1:8080/v1
+  ANTHROPIC_BASE_URL  the gateway's Anthropic-compatible base, e.g. http://127.0.0.1:8080
+  EXPECT_OPENAI_PROVIDER, EXPECT_ANTHROPIC_PROVIDER (optional)
+                      the provider that must have served every call of that SDK, as the
+                      gateway names it in `x-switchyard-provider`
+
+Each SDK makes a text request, a streamed one, and a tool-call round trip (the tool call
+whole and streamed, then the tool result answered with text). The answers are expected
+from the mock provider ("Hello from NAME"; a tool call to the first tool with
+{"location": "Paris"}). Prints one line per check; exits 1 if any failed.
+
+Usage: pip install -r tests/sdk/requirements.txt; OPENAI_BASE_URL=... ANTHROPIC_BASE_URL=... python3 tests/sdk/check_sdks.py
+"""
+
+import json
+import os
+import sys
+import traceback
+
+import anthropic
+import openai
+
+PROVIDER_HEADER = "x-switchyard-provider"
+TIMEOUT = 30.0
+OPENAI_MODEL = "gpt-4o-mini"
+ANTHROPIC_MODEL = "claude-sonnet-4-6"
+QUESTION = "What is the weather in Paris?"
+TOOL_RESULT = "Sunny, 21 degrees Celsius."
+
+OPENAI_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+        },
+    },
+}
+
+ANTHROPIC_TOOL = {
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"location": {"type": "string"}},
+        "required": ["location"],
+    },
+}
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def ensure(condition, message):
+    if not condition:
+        raise CheckFailed(message)
+
+
+def ensure_text(text, what):
+    ensure(isinstance(text, str) and text.startswith("Hello from"), f"{what}: expected text starting with 'Hello from', got {text!r}")
+
+
+def ensure_weather_args(args, what):
+    ensure(isinstance(args, dict), f"{what}: tool arguments are not a JSON object: {args!r}")
+    ensure(isinstance(args.get("location"), str), f"{what}: tool arguments lack a string 'location': {args!r}")
+
+
+def served_by(headers, expected_env):
+    """The provider named in the response headers; checked against $expected_env if set."""
+    provider = headers.get(PROVIDER_HEADER)
+    ensure(provider, f"no {PROVIDER_HEADER} header in the response")
+    expected = os.environ.get(expected_env)
+    ensure(not expected or provider == expected, f"served by {provider!r}, expected {expected!r} (${expected_env})")
+    return provider
+
+
+# ---- OpenAI ------------------------------------------------------------------------------
+
+
+def openai_served(raw):
+    return served_by(raw.headers, "EXPECT_OPENAI_PROVIDER")
+
+
+def openai_text(client):
+    raw = client.chat.completions.with_raw_response.create(
+        model=OPENAI_MODEL, messages=[{"role": "user", "content": "Say hello."}]
+    )
+    completion = raw.parse()
+    choice = completion.choices[0]
+    ensure_text(choice.message.content, "message.content")
+    ensure(choice.finish_reason == "stop", f"finish_reason {choice.finish_reason!r}, expected 'stop'")
+    return f"served by {openai_served(raw)}: {choice.message.content!r}"
+
+
+def openai_stream(client):
+    raw = client.chat.completions.with_raw_response.create(
+        model=OPENAI_MODEL,
+        messages=[{"role": "user", "content": "Say hello."}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    provider = openai_served(raw)
+    text, finish, usage, chunks = "", None, None, 0
+    for chunk in raw.parse():
+        chunks += 1
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    ensure_text(text, "streamed content")
+    ensure(finish == "stop", f"finish_reason {finish!r}, expected 'stop'")
+    ensure(usage is not None and usage.completion_tokens > 0, f"no usage chunk with include_usage (got {usage!r})")
+    return f"served by {provider}: {text!r} in {chunks} chunks"
+
+
+def openai_tool_round_trip(client):
+    messages = [{"role": "user", "content": QUESTION}]
+    raw = client.chat.completions.with_raw_response.create(model=OPENAI_MODEL, messages=messages, tools=[OPENAI_TOOL])
+    first = openai_served(raw)
+    choice = raw.parse().choices[0]
+    calls = choice.message.tool_calls
+    ensure(calls, f"no tool_calls in the answer: {choice.message!r}")
+    call = calls[0]
+    ensure(call.function.name == "get_weather", f"tool_calls[0].function.name {call.function.name!r}")
+    args = json.loads(call.function.arguments)
+    ensure_weather_args(args, "tool_calls[0].function.arguments")
+    ensure(call.id, "tool_calls[0].id is empty")
+    ensure(choice.finish_reason == "tool_calls", f"finish_reason {choice.finish_reason!r}, expected 'tool_calls'")
+
+    messages.append(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+            ],
+        }
+    )
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": TOOL_RESULT})
+    raw = client.chat.completions.with_raw_response.create(model=OPENAI_MODEL, messages=messages, tools=[OPENAI_TOOL])
+    second = openai_served(raw)
+    answer = raw.parse().choices[0].message
+    ensure_text(answer.content, "answer to the tool result")
+    ensure(not answer.tool_calls, f"a tool result was answered with another tool call: {answer.tool_calls!r}")
+    return f"served by {first} then {second}: get_weather({call.function.arguments}) -> {answer.content!r}"
+
+
+def openai_tool_stream(client):
+    raw = client.chat.completions.with_raw_response.create(
+        model=OPENAI_MODEL, messages=[{"role": "user", "content": QUESTION}], tools=[OPENAI_TOOL], stream=True
+    )
+    provider = openai_served(raw)
+    calls, finish = {}, None
+    for chunk in raw.parse():
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            for delta in choice.delta.tool_calls or []:
+                call = calls.setdefault(delta.index, {"id": None, "name": "", "arguments": ""})
+                call["id"] = delta.id or call["id"]
+                if delta.function is not None:
+                    call["name"] += delta.function.name or ""
+                    call["arguments"] += delta.function.arguments or ""
+    ensure(list(calls) == [0], f"expected one streamed tool call at index 0, got {calls!r}")
+    call = calls[0]
+    ensure(call["name"] == "get_weather", f"streamed tool call name {call['name']!r}")
+    ensure(call["id"], "streamed tool call has no id")
+    ensure_weather_args(json.loads(call["arguments"]), "streamed tool call arguments")
+    ensure(finish == "tool_calls", f"finish_reason {finish!r}, expected 'tool_calls'")
+    return f"served by {provider}: get_weather({call['arguments']})"
+
+
+# ---- Anthropic ---------------------------------------------------------------------------
+
+
+def anthropic_served(headers):
+    return served_by(headers, "EXPECT_ANTHROPIC_PROVIDER")
+
+
+def text_of(message):
+    return "".join(block.text for block in message.content if block.type == "text")
+
+
+def anthropic_text(client):
+    raw = client.messages.with_raw_response.create(
+        model=ANTHROPIC_MODEL, max_tokens=100, messages=[{"role": "user", "content": "Say hello."}]
+    )
+    message = raw.parse()
+    ensure(message.content and message.content[0].type == "text", f"content {message.content!r}")
+    ensure_text(message.content[0].text, "content[0].text")
+    ensure(message.stop_reason == "end_turn", f"stop_reason {message.stop_reason!r}, expected 'end_turn'")
+    return f"served by {anthropic_served(raw.headers)}: {message.content[0].text!r}"
+
+
+def anthropic_stream(client):
+    with client.messages.stream(
+        model=ANTHROPIC_MODEL, max_tokens=100, messages=[{"role": "user", "content": "Say hello."}]
+    ) as stream:
+        provider = anthropic_served(stream.response.headers)
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    ensure_text(text, "streamed text")
+    ensure(text_of(final) == text, f"final message text {text_of(final)!r} differs from the streamed {text!r}")
+    ensure(final.stop_reason == "end_turn", f"stop_reason {final.stop_reason!r}, expected 'end_turn'")
+    return f"served by {provider}: {text!r}"
+
+
+def tool_use_of(message, what):
+    uses = [block for block in message.content if block.type == "tool_use"]
+    ensure(uses, f"{what}: no tool_use block in {message.content!r}")
+    use = uses[0]
+    ensure(use.name == "get_weather", f"{what}: tool_use name {use.name!r}")
+    ensure(use.id, f"{what}: tool_use id is empty")
+    ensure_weather_args(use.input, f"{what}: tool_use input")
+    ensure(message.stop_reason == "tool_use", f"{what}: stop_reason {message.stop_reason!r}, expected 'tool_use'")
+    return use
+
+
+def anthropic_tool_round_trip(client):
+    messages = [{"role": "user", "content": QUESTION}]
+    raw = client.messages.with_raw_response.create(
+        model=ANTHROPIC_MODEL, max_tokens=200, messages=messages, tools=[ANTHROPIC_TOOL]
+    )
+    first = anthropic_served(raw.headers)
+    message = raw.parse()
+    use = tool_use_of(message, "answer")
+
+    messages.append({"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in message.content]})
+    messages.append(
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": TOOL_RESULT}]}
+    )
+    raw = client.messages.with_raw_response.create(
+        model=ANTHROPIC_MODEL, max_tokens=200, messages=messages, tools=[ANTHROPIC_TOOL]
+    )
+    second = anthropic_served(raw.headers)
+    answer = raw.parse()
+    ensure_text(text_of(answer), "answer to the tool result")
+    ensure(all(block.type != "tool_use" for block in answer.content), f"a tool result got another tool_use: {answer.content!r}")
+    return f"served by {first} then {second}: get_weather({json.dumps(use.input)}) -> {text_of(answer)!r}"
+
+
+def anthropic_tool_stream(client):
+    with client.messages.stream(
+        model=ANTHROPIC_MODEL, max_tokens=200, messages=[{"role": "user", "content": QUESTION}], tools=[ANTHROPIC_TOOL]
+    ) as stream:
+        provider = anthropic_served(stream.response.headers)
+        final = stream.get_final_message()
+    use = tool_use_of(final, "streamed answer")
+    return f"served by {provider}: get_weather({json.dumps(use.input)})"
+
+
+# ---- Runner ------------------------------------------------------------------------------
+
+
+def describe(error):
+    if isinstance(error, CheckFailed):
+        return str(error)
+    if isinstance(error, (openai.APIStatusError, anthropic.APIStatusError)):
+        return f"{type(error).__name__}: HTTP {error.status_code}: {error.response.text}"
+    return "".join(traceback.format_exception(error)).rstrip()
+
+
+def main():
+    openai_base = os.environ.get("OPENAI_BASE_URL")
+    anthropic_base = os.environ.get("ANTHROPIC_BASE_URL")
+    if not openai_base or not anthropic_base:
+        print("check_sdks.py: set OPENAI_BASE_URL and ANTHROPIC_BASE_URL", file=sys.stderr)
+        return 2
+    # The gateway is local: never send these requests through a proxy from the environment.
+    for var in ("NO_PROXY", "no_proxy"):
+        os.environ[var] = ",".join(filter(None, [os.environ.get(var), "127.0.0.1", "localhost"]))
+
+    # max_retries=0: a gateway failure must show, not be retried away by the SDK.
+    oai = openai.OpenAI(base_url=openai_base, api_key="sk-sdk-test", max_retries=0, timeout=TIMEOUT)
+    ant = anthropic.Anthropic(base_url=anthropic_base, api_key="sk-ant-sdk-test", max_retries=0, timeout=TIMEOUT)
+    checks = [
+        ("openai text", openai_text, oai),
+        ("openai stream", openai_stream, oai),
+        ("openai tool call", openai_tool_round_trip, oai),
+        ("openai tool call stream", openai_tool_stream, oai),
+        ("anthropic text", anthropic_text, ant),
+        ("anthropic stream", anthropic_stream, ant),
+        ("anthropic tool use", anthropic_tool_round_trip, ant),
+        ("anthropic tool use stream", anthropic_tool_stream, ant),
+    ]
+    print(f"openai {openai.__version__} at {openai_base}; anthropic {anthropic.__version__} at {anthropic_base}")
+    failed = []
+    for name, check, client in checks:
+        try:
+            print(f"ok   {name}: {check(client)}")
+        except Exception as error:  # noqa: BLE001 - every failure is reported, then the next check runs
+            failed.append(name)
+            print(f"FAIL {name}: {describe(error)}")
+    if failed:
+        print(f"{len(failed)} of {len(checks)} SDK checks failed: {', '.join(failed)}")
+        return 1
+    print(f"all {len(checks)} SDK checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
