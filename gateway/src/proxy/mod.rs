@@ -34,7 +34,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::{ProxyHttp, Session};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{debug, info};
+use tracing::debug;
 
 /// The gateway: the current runtime (swapped on reload), provider health (kept across
 /// reloads), the upstream connector and the access log.
