@@ -10,6 +10,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+thread_local! {
+    static CEL_ROOT: Context<'static, 'static> = Context::default();
+}
+
 #[derive(Clone)]
 pub struct Condition {
     source: Arc<str>,
@@ -34,7 +38,8 @@ impl Condition {
         let mut sample = HeaderMap::new();
         sample.insert("content-type", http::HeaderValue::from_static("application/json"));
         match condition.try_eval(200, &sample) {
-            Ok(_) => Ok(condition),
+            // A header the sample lacks is fine: at run time a missing key means "no".
+            Ok(_) | Err(EvalError::MissingKey) => Ok(condition),
             Err(e) => Err(format!("CEL expression {source:?} does not evaluate on a sample response: {e}")),
         }
     }
@@ -49,7 +54,7 @@ impl Condition {
         self.try_eval(code, headers).unwrap_or(false)
     }
 
-    fn try_eval(&self, code: u16, headers: &HeaderMap) -> Result<bool, String> {
+    fn try_eval(&self, code: u16, headers: &HeaderMap) -> Result<bool, EvalError> {
         let mut response: HashMap<Key, Value> = HashMap::with_capacity(2);
         response.insert(Key::from("code"), Value::Int(i64::from(code)));
         let header_map: HashMap<Key, Value> = if self.uses_headers {
@@ -64,12 +69,37 @@ impl Condition {
             HashMap::new()
         };
         response.insert(Key::from("headers"), Value::Map(Map::from(header_map)));
-        let mut context = Context::default();
-        context.add_variable_from_value("response", Value::Map(Map::from(response)));
-        match self.program.execute(&context) {
+        // Building CEL's standard library is the expensive part of a context: build it once
+        // per thread and evaluate in a child scope.
+        CEL_ROOT.with(|root| {
+            let mut context = root.new_inner_scope();
+            context.add_variable_from_value("response", Value::Map(Map::from(response)));
+            Self::verdict(self.program.execute(&context))
+        })
+    }
+
+    fn verdict(result: cel::ResolveResult) -> Result<bool, EvalError> {
+        match result {
             Ok(Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!("expression yielded {other:?}, not a bool")),
-            Err(e) => Err(e.to_string()),
+            Ok(other) => Err(EvalError::Other(format!("expression yielded {other:?}, not a bool"))),
+            Err(cel::ExecutionError::NoSuchKey(_)) => Err(EvalError::MissingKey),
+            Err(e) => Err(EvalError::Other(e.to_string())),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum EvalError {
+    /// A map key (a header) that is not there.
+    MissingKey,
+    Other(String),
+}
+
+impl fmt::Display for EvalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EvalError::MissingKey => f.write_str("no such key"),
+            EvalError::Other(e) => f.write_str(e),
         }
     }
 }
@@ -105,6 +135,13 @@ mod tests {
         assert!(c.eval(200, &headers(&[("x-overloaded", "true")])));
         assert!(!c.eval(200, &headers(&[("x-overloaded", "false")])));
         assert!(!c.eval(200, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_missing_header_is_no_failure() {
+        let c = Condition::compile("response.code >= 500 || response.headers['x-overloaded'] == 'true'").unwrap();
+        assert!(!c.eval(200, &HeaderMap::new()));
+        assert!(c.eval(200, &headers(&[("x-overloaded", "true")])));
     }
 
     #[test]
