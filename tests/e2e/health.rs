@@ -318,3 +318,51 @@ async fn mid_stream_failure_error_event_in_anthropic_shape() {
     assert_eq!(v["type"], "error");
     assert!(!r.body.contains("message_stop"));
 }
+
+/// The request budget bounds the whole request: slow providers do not get a full
+/// `firstByte` each once `timeouts.request` is spent.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_budget_caps_attempts() {
+    let a = MockLlm::start("a", Behavior { first_byte_delay_ms: 3000, ..Behavior::default() }).await.unwrap();
+    let b = MockLlm::start("b", Behavior { first_byte_delay_ms: 3000, ..Behavior::default() }).await.unwrap();
+    let gw = Gateway::start(&format!(
+        "routes:\n  - {{name: r, match: {{pathPrefix: /v1}}, timeouts: {{request: 600ms, firstByte: 5s}}, backend: chat}}\n\
+         backends:\n  chat:\n    groups:\n      - providers: [{}]\n      - providers: [{}]\n    retry: {{attempts: 3}}\n",
+        provider("a", &a, ""),
+        provider("b", &b, "")
+    ))
+    .await;
+    let t = Instant::now();
+    let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
+    let took = t.elapsed();
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert!(took >= Duration::from_millis(550) && took < Duration::from_millis(1500), "took {took:?}");
+    assert_eq!(r.header("x-switchyard-attempts"), Some("1"), "no attempt starts after the budget is spent");
+}
+
+/// Backoff applies only before retrying a provider this request already tried.
+#[tokio::test(flavor = "multi_thread")]
+async fn backoff_only_before_a_retry_of_the_same_provider() {
+    let failing = MockLlm::start("failing", Behavior { status: 500, ..Behavior::default() }).await.unwrap();
+    let healthy = MockLlm::start("healthy", Behavior::default()).await.unwrap();
+    let retry = "{attempts: 3, backoff: {base: 150ms, max: 1s, jitter: false}}";
+    let health = "{eviction: {consecutiveFailures: 5}}";
+    let solo = Gateway::start(&backend(&[&[provider("failing", &failing, "")]], health, retry)).await;
+    let t = Instant::now();
+    let r = post_json(&solo.url("/v1/chat/completions"), &chat(Some("m"))).await;
+    let took = t.elapsed();
+    assert_eq!((r.status, r.header("x-switchyard-attempts")), (500, Some("3")));
+    assert!(took >= Duration::from_millis(450), "150ms + 300ms of backoff, took {took:?}");
+    assert_eq!(failing.requests(), 3);
+
+    let pair = Gateway::start(&backend(
+        &[&[provider("failing", &failing, "")], &[provider("healthy", &healthy, "")]],
+        health,
+        retry,
+    ))
+    .await;
+    let t = Instant::now();
+    let r = post_json(&pair.url("/v1/chat/completions"), &chat(Some("m"))).await;
+    assert_eq!((r.status, r.provider()), (200, "healthy"));
+    assert!(t.elapsed() < Duration::from_millis(140), "no wait before an untried provider: {:?}", t.elapsed());
+}
