@@ -126,6 +126,15 @@ impl Usage {
         })
     }
 
+    /// From a JSON body, reading nothing but `usage` (no tree is built for the rest).
+    pub fn from_slice(body: &[u8]) -> Option<Usage> {
+        #[derive(Deserialize)]
+        struct Body {
+            usage: Option<Counts>,
+        }
+        Some(serde_json::from_slice::<Body>(body).ok()?.usage?.into())
+    }
+
     fn add(&mut self, other: Usage) {
         self.input = self.input.max(other.input);
         self.output = self.output.max(other.output);
@@ -143,20 +152,47 @@ impl UsageTap {
     /// Looks at one event; returns whether it should be forwarded when `hide_usage_chunk`.
     pub fn inspect(&mut self, event: &[u8], hide_usage_chunk: bool) -> bool {
         let (_, data) = parse_event(event);
-        if !data.contains("\"usage\"") && !data.contains("\"message\"") {
+        if !data.contains("\"usage\"") {
             return true;
         }
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) else {
+        // Typed, so only the counts are read: OpenAI chunks carry `"usage": null` in every
+        // chunk once usage is asked for.
+        #[derive(Deserialize)]
+        struct Message {
+            usage: Option<Counts>,
+        }
+        #[derive(Deserialize)]
+        struct Event {
+            usage: Option<Counts>,
+            message: Option<Message>,
+            choices: Option<Vec<serde::de::IgnoredAny>>,
+        }
+        let Ok(e) = serde_json::from_str::<Event>(&data) else {
             return true;
         };
-        // Anthropic: message_start carries input tokens under `message.usage`.
-        let found = Usage::from_json(&v).or_else(|| v.get("message").and_then(Usage::from_json));
-        if let Some(u) = found {
-            self.usage.get_or_insert_with(Usage::default).add(u);
+        let usage_only = e.choices.as_ref().is_some_and(Vec::is_empty) && e.usage.is_some();
+        if let Some(c) = e.usage.or(e.message.and_then(|m| m.usage)) {
+            self.usage.get_or_insert_with(Usage::default).add(c.into());
         }
-        let usage_only = v.get("choices").and_then(|c| c.as_array()).is_some_and(Vec::is_empty)
-            && v.get("usage").is_some_and(|u| u.is_object());
         !(hide_usage_chunk && usage_only)
+    }
+}
+
+/// Token counts as OpenAI (`prompt_tokens`) or Anthropic (`input_tokens`) name them.
+#[derive(Deserialize)]
+struct Counts {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl From<Counts> for Usage {
+    fn from(c: Counts) -> Usage {
+        Usage {
+            input: c.prompt_tokens.or(c.input_tokens).unwrap_or(0),
+            output: c.completion_tokens.or(c.output_tokens).unwrap_or(0),
+        }
     }
 }
 
@@ -220,6 +256,17 @@ mod tests {
             false,
         );
         assert_eq!(tap.usage, Some(Usage { input: 25, output: 15 }));
+    }
+
+    #[test]
+    fn usage_from_bytes_reads_only_usage() {
+        let body =
+            br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":5}}"#;
+        assert_eq!(Usage::from_slice(body), Some(Usage { input: 3, output: 5 }));
+        let anthropic = br#"{"content":[],"usage":{"input_tokens":7,"output_tokens":2}}"#;
+        assert_eq!(Usage::from_slice(anthropic), Some(Usage { input: 7, output: 2 }));
+        assert_eq!(Usage::from_slice(br#"{"usage":null}"#), None);
+        assert_eq!(Usage::from_slice(b"not json"), None);
     }
 
     #[test]

@@ -547,11 +547,9 @@ impl Gateway {
             }
         };
         self.connector.release_http_session(*up, &*peer, Some(POOL_IDLE)).await;
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-            if let (Some(u), Some(p)) = (Usage::from_json(&v), ctx.provider.clone()) {
-                count_tokens(&p, Some(model).filter(|m| !m.is_empty()), u);
-                ctx.usage = Some(u);
-            }
+        if let (Some(u), Some(p)) = (Usage::from_slice(&body), ctx.provider.clone()) {
+            count_tokens(&p, Some(model).filter(|m| !m.is_empty()), u);
+            ctx.usage = Some(u);
         }
         headers::translated_headers(&mut out, "application/json");
         out.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
@@ -619,8 +617,7 @@ fn json_usage(body: &[u8]) -> Option<Usage> {
     if body.is_empty() || body.len() >= MAX_USAGE_SCAN {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    Usage::from_json(&v)
+    Usage::from_slice(body)
 }
 
 /// Reads a stream until its first content event, an in-band error, or its early end.
