@@ -424,7 +424,10 @@ impl Gateway {
                 }
             }
         };
+        // Biased: the upstream first, so the client is only probed (a read syscall) while
+        // the upstream has nothing.
         tokio::select! {
+            biased;
             r = send => match r {
                 Ok(up) => Exchange::Head(Box::new(up), peer),
                 Err((kind, detail)) => Exchange::Transport(kind, detail),
@@ -462,6 +465,7 @@ impl Gateway {
                 None => {
                     let wait = gap.min(req.deadline.saturating_duration_since(Instant::now()));
                     let chunk = tokio::select! {
+                        biased;
                         r = tokio::time::timeout(wait, up.read_response_body()) => r,
                         _ = client_gone(session) => return (StreamEnd::ClientGone, tap.usage),
                     };
@@ -632,6 +636,7 @@ async fn peek_stream(
     let mut seen = BytesMut::new();
     loop {
         let chunk = tokio::select! {
+            biased;
             r = tokio::time::timeout_at(deadline, up.read_response_body()) => r,
             _ = client_gone(session) => return Peek::ClientGone,
         };
