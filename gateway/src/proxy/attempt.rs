@@ -453,7 +453,8 @@ impl Gateway {
         let gap = req.route.timeouts.first_byte;
         let mut splitter = Splitter::default();
         let mut tap = UsageTap::default();
-        let mut json = BytesMut::new();
+        // A copy of a whole answer, for its `usage`: kept as the chunks it came in (no copy).
+        let mut json = BodyChunks::default();
         // The prefix is what the stream judgement held back: already in the client's API.
         let mut pending = Some(prefix).filter(|p| !p.is_empty());
         loop {
@@ -501,9 +502,7 @@ impl Gateway {
                 }
                 out.freeze()
             } else {
-                if json.len() + data.len() <= MAX_USAGE_SCAN {
-                    json.extend_from_slice(&data);
-                }
+                json.push(&data);
                 data
             };
             if !out.is_empty() {
@@ -574,13 +573,13 @@ impl Gateway {
         splitter: &mut Splitter,
         sse: bool,
         tap: &UsageTap,
-        json: &[u8],
+        json: &BodyChunks,
     ) -> (StreamEnd, Option<Usage>) {
         let rest = splitter.take_rest();
         if !rest.is_empty() && session.write_response_body(Some(rest), false).await.is_err() {
             return (StreamEnd::ClientGone, tap.usage);
         }
-        let usage = if sse { tap.usage } else { json_usage(json) };
+        let usage = if sse { tap.usage } else { json.usage() };
         match session.write_response_body(None, true).await {
             Ok(()) => (StreamEnd::Complete, usage),
             Err(_) => (StreamEnd::ClientGone, usage),
@@ -617,11 +616,33 @@ fn count_tokens(provider: &str, model: Option<&str>, usage: Usage) {
     });
 }
 
-fn json_usage(body: &[u8]) -> Option<Usage> {
-    if body.is_empty() || body.len() >= MAX_USAGE_SCAN {
-        return None;
+/// The chunks of a whole answer, up to [`MAX_USAGE_SCAN`] bytes, for reading its usage.
+#[derive(Default)]
+struct BodyChunks {
+    chunks: Vec<Bytes>,
+    len: usize,
+    too_big: bool,
+}
+
+impl BodyChunks {
+    fn push(&mut self, data: &Bytes) {
+        self.len += data.len();
+        if self.len > MAX_USAGE_SCAN {
+            self.too_big = true;
+            self.chunks.clear();
+        } else if !self.too_big {
+            self.chunks.push(data.clone());
+        }
     }
-    Usage::from_slice(body)
+
+    fn usage(&self) -> Option<Usage> {
+        match self.chunks.as_slice() {
+            _ if self.too_big => None,
+            [] => None,
+            [one] => Usage::from_slice(one),
+            many => Usage::from_slice(&many.concat()),
+        }
+    }
 }
 
 /// Reads a stream until its first content event, an in-band error, or its early end.
