@@ -13,6 +13,16 @@ fn backend(groups: &[&[String]], health: &str, retry: &str) -> String {
     s
 }
 
+/// A primary behaving as told in the first group, a healthy fallback in the second.
+async fn primary_and_fallback(primary: Behavior, health: &str, retry: &str) -> (MockLlm, MockLlm, Gateway) {
+    let p = MockLlm::start("primary", primary).await.unwrap();
+    let f = MockLlm::start("fallback", Behavior::default()).await.unwrap();
+    let gw =
+        Gateway::start(&backend(&[&[provider("primary", &p, "")], &[provider("fallback", &f, "")]], health, retry))
+            .await;
+    (p, f, gw)
+}
+
 fn secs(v: &serde_json::Value) -> f64 {
     v["ejectedForSeconds"].as_f64().unwrap_or(-1.0)
 }
@@ -20,17 +30,8 @@ fn secs(v: &serde_json::Value) -> f64 {
 /// `Retry-After` is honoured on any failing status, here a 503.
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_on_503() {
-    let primary =
-        MockLlm::start("primary", Behavior { status: 503, retry_after: Some("3".into()), ..Behavior::default() })
-            .await
-            .unwrap();
-    let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
-    let gw = Gateway::start(&backend(
-        &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
-        "{eviction: {duration: 100ms}}",
-        "{}",
-    ))
-    .await;
+    let failing = Behavior { status: 503, retry_after: Some("3".into()), ..Behavior::default() };
+    let (primary, _fallback, gw) = primary_and_fallback(failing, "{eviction: {duration: 100ms}}", "{}").await;
     let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
     assert_eq!((r.status, r.provider()), (200, "fallback"));
     let st = gw.provider_status("primary").await;
@@ -46,13 +47,11 @@ async fn retry_after_on_503() {
 /// Repeated ejections without a success grow by `growth`: 0.3s, 0.6s, 1.2s.
 #[tokio::test(flavor = "multi_thread")]
 async fn growth_across_three_ejections() {
-    let primary = MockLlm::start("primary", Behavior { status: 500, ..Behavior::default() }).await.unwrap();
-    let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
-    let gw = Gateway::start(&backend(
-        &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
+    let (primary, _fallback, gw) = primary_and_fallback(
+        Behavior { status: 500, ..Behavior::default() },
         "{eviction: {duration: 300ms, growth: 2.0, maxDuration: 10s}}",
         "{}",
-    ))
+    )
     .await;
     let url = gw.url("/v1/chat/completions");
     for (n, expected) in [(1u64, 0.3f64), (2, 0.6), (3, 1.2)] {
@@ -75,13 +74,11 @@ async fn growth_across_three_ejections() {
 /// requests go elsewhere; its success brings the provider back.
 #[tokio::test(flavor = "multi_thread")]
 async fn half_open_trial() {
-    let primary = MockLlm::start("primary", Behavior { status: 500, ..Behavior::default() }).await.unwrap();
-    let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
-    let gw = Gateway::start(&backend(
-        &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
+    let (primary, _fallback, gw) = primary_and_fallback(
+        Behavior { status: 500, ..Behavior::default() },
         "{eviction: {duration: 200ms}, recovery: {trialRequests: 1}}",
         "{}",
-    ))
+    )
     .await;
     let url = gw.url("/v1/chat/completions");
     assert_eq!(post_json(&url, &chat(Some("m"))).await.provider(), "fallback");
@@ -145,14 +142,7 @@ async fn stream_error_event_fails_over() {
         Behavior { stream_error_first: true, status: 200, ..Behavior::default() },
         Behavior { stream_close_early: true, ..Behavior::default() },
     ] {
-        let primary = MockLlm::start("primary", bad.clone()).await.unwrap();
-        let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
-        let gw = Gateway::start(&backend(
-            &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
-            "{}",
-            "{}",
-        ))
-        .await;
+        let (_primary, _fallback, gw) = primary_and_fallback(bad.clone(), "{}", "{}").await;
         let r = post(&gw.url("/v1/chat/completions"), stream_body()).await;
         assert_eq!(
             (r.status, r.provider(), r.header("x-switchyard-attempts")),
@@ -216,14 +206,7 @@ async fn client_disconnect_cancels_upstream() {
 /// Active probes eject a provider that fails only its health endpoint, and bring it back.
 #[tokio::test(flavor = "multi_thread")]
 async fn active_probe_ejects_and_restores() {
-    let primary = MockLlm::start("primary", Behavior { health_status: 503, ..Behavior::default() }).await.unwrap();
-    let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
-    let gw = Gateway::start(&backend(
-        &[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]],
-        "{eviction: {duration: 60s}, active: {interval: 100ms, timeout: 1s, request: {method: GET, path: /v1/models}, healthyThreshold: 2, unhealthyThreshold: 2}}",
-        "{}",
-    ))
-    .await;
+    let (primary, _fallback, gw) = primary_and_fallback(Behavior { health_status: 503, ..Behavior::default() }, "{eviction: {duration: 60s}, active: {interval: 100ms, timeout: 1s, request: {method: GET, path: /v1/models}, healthyThreshold: 2, unhealthyThreshold: 2}}", "{}").await;
     assert!(
         eventually(Duration::from_secs(5), || async { gw.provider_status("primary").await["state"] == "ejected" })
             .await
