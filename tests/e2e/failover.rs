@@ -248,3 +248,47 @@ async fn keep_alive_connection_serves_many_requests() {
     }
     assert!(mock.connections() <= 2, "upstream connections are pooled: {}", mock.connections());
 }
+
+/// Upstream TLS verifies certificates: a provider presenting a self-signed certificate is a
+/// TLS failure (the request fails over), never a silently trusted connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_certificates_are_verified() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (hellos, completed) = (std::sync::Arc::new(AtomicU64::new(0)), std::sync::Arc::new(AtomicU64::new(0)));
+    let (h, c) = (hellos.clone(), completed.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            h.fetch_add(1, Ordering::SeqCst);
+            if acceptor.accept(tcp).await.is_ok() {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
+    let gw = Gateway::start(&two_groups(
+        &format!("{{name: selfsigned, openai: {{}}, host: 127.0.0.1, port: {port}, tls: true}}"),
+        &provider("fallback", &fallback, ""),
+        "{}",
+        "",
+    ))
+    .await;
+    let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
+    assert_eq!((r.status, r.provider(), r.header("x-switchyard-attempts")), (200, "fallback", Some("2")), "{}", r.body);
+    assert!(hellos.load(Ordering::SeqCst) >= 1, "the gateway did connect");
+    assert_eq!(completed.load(Ordering::SeqCst), 0, "no TLS session with an untrusted certificate");
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, "switchyard_attempts_total", &[("provider", "selfsigned"), ("outcome", "tls")]), 1.0, "{m}");
+}
