@@ -82,6 +82,17 @@ fn string_header(name: &'static str, value: &str) -> Header {
     Header::new(name, HeaderValue::String(value.to_string().into()))
 }
 
+/// The string value of a frame's header `name`, if it has one (tests read frames back).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn string_header_value(message: &Message, name: &str) -> Option<String> {
+    message
+        .headers()
+        .iter()
+        .find(|h| h.name().as_str() == name)
+        .map(|h| h.value().as_string().unwrap().as_str().to_owned())
+}
+
 fn frame(message: &Message) -> Bytes {
     let mut buf = Vec::new();
     match aws_smithy_eventstream::frame::write_message_to(message, &mut buf) {
@@ -168,13 +179,7 @@ mod tests {
         let total = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
         assert_eq!(total, bytes.len());
         let message = read_message_from(&mut bytes.clone()).unwrap();
-        let header = |n: &str| {
-            message
-                .headers()
-                .iter()
-                .find(|h| h.name().as_str() == n)
-                .map(|h| h.value().as_string().unwrap().as_str().to_owned())
-        };
+        let header = |n: &str| string_header_value(&message, n);
         assert_eq!(header(":event-type").as_deref(), Some("contentBlockDelta"));
         assert_eq!(header(":message-type").as_deref(), Some("event"));
         let payload: Value = serde_json::from_slice(message.payload()).unwrap();

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::client::{read_frames, Client};
 use super::start;
+use crate::bedrock::string_header_value;
 use crate::{Behavior, MockLlm, TEST_AWS_ACCESS_KEY_ID, TEST_AWS_SECRET_ACCESS_KEY};
 
 /// A response read to its end (or to where it broke off).
@@ -65,6 +66,23 @@ pub(super) fn events(body: &[u8]) -> Vec<(Option<String>, Value)> {
         .collect()
 }
 
+/// The event names of each SSE event (every event must have one).
+pub(super) fn event_names(events: &[(Option<String>, Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_deref().unwrap()).collect()
+}
+
+/// The Messages events of a stream whose one content block comes in three pieces.
+pub(super) const MESSAGES_STREAM: [&str; 8] = [
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_delta",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+];
+
 fn messages_request(stream: bool) -> Value {
     json!({"model": "claude-test", "max_tokens": 50, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
 }
@@ -97,20 +115,7 @@ async fn anthropic_stream() {
     assert_eq!(got.status, 200);
     assert_eq!(got.header("content-type"), Some("text/event-stream"));
     let events = events(&got.body);
-    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
-            "message_start",
-            "content_block_start",
-            "content_block_delta",
-            "content_block_delta",
-            "content_block_delta",
-            "content_block_stop",
-            "message_delta",
-            "message_stop"
-        ]
-    );
+    assert_eq!(event_names(&events), MESSAGES_STREAM);
     for (name, data) in &events {
         assert_eq!(data["type"], name.as_deref().unwrap(), "the type repeats the event name");
     }
@@ -233,18 +238,17 @@ async fn bedrock_rejects_a_bad_signature_and_records_unsigned_requests() {
     assert_eq!(stats["last_request"]["sigv4_valid"], Value::Null);
 }
 
+/// The event (or exception) type of each event-stream frame.
+pub(super) fn frame_kinds(frames: &[(String, String, Value)]) -> Vec<&str> {
+    frames.iter().map(|(k, _, _)| k.as_str()).collect()
+}
+
 /// (event type or exception type, message type, payload) of each event-stream frame.
 pub(super) fn frames(mut body: Bytes) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
     while !body.is_empty() {
         let message = aws_smithy_eventstream::frame::read_message_from(&mut body).unwrap();
-        let header = |n: &str| {
-            message
-                .headers()
-                .iter()
-                .find(|h| h.name().as_str() == n)
-                .map(|h| h.value().as_string().unwrap().as_str().to_owned())
-        };
+        let header = |n: &str| string_header_value(&message, n);
         let kind = header(":event-type").or_else(|| header(":exception-type")).unwrap();
         let payload = serde_json::from_slice(message.payload()).unwrap();
         out.push((kind, header(":message-type").unwrap(), payload));
@@ -260,9 +264,8 @@ async fn bedrock_converse_stream() {
     assert_eq!(got.status, 200);
     assert_eq!(got.header("content-type"), Some("application/vnd.amazon.eventstream"));
     let frames = frames(got.body);
-    let kinds: Vec<&str> = frames.iter().map(|(k, _, _)| k.as_str()).collect();
     assert_eq!(
-        kinds,
+        frame_kinds(&frames),
         [
             "messageStart",
             "contentBlockDelta",

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::apis::{events, frames, post};
+use super::apis::{event_names, events, frame_kinds, frames, post, MESSAGES_STREAM};
 use super::client::sse_data;
 use super::start;
 use crate::Behavior;
@@ -136,20 +136,7 @@ async fn anthropic_tool_use_stream() {
     let got = post(&mock, "/v1/messages", &[], &anthropic_request(true)).await;
     assert_eq!(got.status, 200);
     let events = events(&got.body);
-    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
-            "message_start",
-            "content_block_start",
-            "content_block_delta",
-            "content_block_delta",
-            "content_block_delta",
-            "content_block_stop",
-            "message_delta",
-            "message_stop"
-        ]
-    );
+    assert_eq!(event_names(&events), MESSAGES_STREAM);
     assert_eq!(
         events[1].1["content_block"],
         json!({"type": "tool_use", "id": "toolu_mock_1", "name": "get_weather", "input": {}})
@@ -200,9 +187,8 @@ async fn bedrock_tool_use_stream() {
     let got = post(&mock, "/model/m/converse-stream", &[], &converse_request()).await;
     assert_eq!(got.status, 200);
     let frames = frames(got.body);
-    let kinds: Vec<&str> = frames.iter().map(|(k, _, _)| k.as_str()).collect();
     assert_eq!(
-        kinds,
+        frame_kinds(&frames),
         [
             "messageStart",
             "contentBlockStart",

@@ -3,11 +3,12 @@
 //! in both directions.
 
 use super::ir::{
-    array, boolean, count, number, object, opt_str, present, req_str, string, unsigned, ErrorClass, ErrorInfo, Event,
-    Finish, Image, ImageSource, Part, Reply, ReplyPart, Request, Role, Tool, ToolCall, ToolChoice, ToolResult, Usage,
+    array, boolean, count, insert_some, number, object, opt_str, present, req_str, string, unsigned, ErrorClass,
+    ErrorInfo, Event, Finish, Image, ImageSource, Part, Reply, ReplyPart, Request, Role, Tool, ToolCall, ToolChoice,
+    ToolResult, Usage,
 };
 use super::sse::SseEvent;
-use super::stream::{json_data, write_event, Encoder, Sink, SseMapper};
+use super::stream::{json_data, write_event, ClientEncoder, EncoderState, Sink, SseMapper};
 use super::{ReplyMeta, TranslateError};
 use bytes::BytesMut;
 use serde_json::{json, Map, Value};
@@ -257,25 +258,14 @@ fn parse_tool_choice(req: &mut Request, value: &Value, target: &'static str) -> 
 pub fn emit_request(req: &Request, model: Option<&str>) -> Result<Value, TranslateError> {
     const TARGET: &str = "anthropic";
     let unsupported = |field: &str| Err(TranslateError::unsupported(field, TARGET));
-    if req.seed.is_some() {
-        return unsupported("seed");
-    }
-    if req.frequency_penalty.is_some() {
-        return unsupported("frequency_penalty");
-    }
-    if req.presence_penalty.is_some() {
-        return unsupported("presence_penalty");
-    }
-    if req.response_format.is_some() {
-        return unsupported("response_format");
+    if let Some(field) = req.seed_penalty_or_format() {
+        return unsupported(field);
     }
     if req.temperature.is_some_and(|t| t > 1.0) {
         return unsupported("temperature above 1.0");
     }
     let mut out = Map::new();
-    if let Some(m) = model.or(req.model.as_deref()) {
-        out.insert("model".into(), json!(m));
-    }
+    insert_some(&mut out, "model", model.or(req.model.as_deref()));
     out.insert("max_tokens".into(), json!(req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)));
     match req.system.as_slice() {
         [] => {}
@@ -299,15 +289,9 @@ pub fn emit_request(req: &Request, model: Option<&str>) -> Result<Value, Transla
         })
         .collect();
     out.insert("messages".into(), Value::Array(messages));
-    if let Some(t) = req.temperature {
-        out.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        out.insert("top_p".into(), json!(p));
-    }
-    if let Some(k) = req.top_k {
-        out.insert("top_k".into(), json!(k));
-    }
+    insert_some(&mut out, "temperature", req.temperature);
+    insert_some(&mut out, "top_p", req.top_p);
+    insert_some(&mut out, "top_k", req.top_k);
     if !req.stop.is_empty() {
         out.insert("stop_sequences".into(), json!(req.stop));
     }
@@ -574,47 +558,17 @@ enum Block {
 /// Writes the Messages SSE sequence.
 #[derive(Debug)]
 pub struct EventEncoder {
-    meta: ReplyMeta,
-    id: String,
+    state: EncoderState,
     started: bool,
     /// The open content block and its index.
     open: Option<(u64, Block)>,
     next_index: u64,
     finish: Option<Finish>,
-    usage: Usage,
-    done: bool,
 }
 
 impl EventEncoder {
     pub fn new(meta: ReplyMeta) -> Self {
-        EventEncoder {
-            id: meta.fallback_id.clone(),
-            meta,
-            started: false,
-            open: None,
-            next_index: 0,
-            finish: None,
-            usage: Usage::default(),
-            done: false,
-        }
-    }
-
-    fn start(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
-        if self.started {
-            return Ok(());
-        }
-        self.started = true;
-        let message = json!({
-            "id": self.id,
-            "type": "message",
-            "role": "assistant",
-            "model": self.meta.model,
-            "content": [],
-            "stop_reason": null,
-            "stop_sequence": null,
-            "usage": {"input_tokens": self.usage.input.unwrap_or(0), "output_tokens": 0},
-        });
-        write_event(out, "message_start", &json!({"type": "message_start", "message": message}))
+        EventEncoder { state: EncoderState::new(meta), started: false, open: None, next_index: 0, finish: None }
     }
 
     fn close(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
@@ -644,22 +598,31 @@ impl EventEncoder {
     }
 }
 
-impl Encoder for EventEncoder {
-    fn event(&mut self, event: Event, out: &mut BytesMut) -> Result<(), TranslateError> {
-        if self.done {
+impl ClientEncoder for EventEncoder {
+    fn state(&mut self) -> &mut EncoderState {
+        &mut self.state
+    }
+
+    fn start(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
+        if self.started {
             return Ok(());
         }
+        self.started = true;
+        let message = json!({
+            "id": self.state.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.state.meta.model,
+            "content": [],
+            "stop_reason": null,
+            "stop_sequence": null,
+            "usage": {"input_tokens": self.state.usage.input.unwrap_or(0), "output_tokens": 0},
+        });
+        write_event(out, "message_start", &json!({"type": "message_start", "message": message}))
+    }
+
+    fn content(&mut self, event: Event, out: &mut BytesMut) -> Result<(), TranslateError> {
         match event {
-            Event::Start { id, model, usage } => {
-                if let Some(id) = id {
-                    self.id = id;
-                }
-                if let Some(model) = model {
-                    self.meta.model = model;
-                }
-                self.usage.merge(usage);
-                self.start(out)
-            }
             Event::Text(text) => {
                 self.start(out)?;
                 let index = match self.open {
@@ -683,30 +646,22 @@ impl Encoder for EventEncoder {
                 self.finish = Some(finish);
                 Ok(())
             }
-            Event::Usage(usage) => {
-                self.usage.merge(usage);
-                Ok(())
-            }
-            Event::Error(info) => {
-                self.done = true;
-                write_event(out, "error", &error_value(&info))
-            }
-            Event::End => self.end(out),
+            _ => Ok(()),
         }
     }
 
-    fn end(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
-        if self.done {
-            return Ok(());
-        }
-        self.done = true;
+    fn error(&mut self, info: &ErrorInfo, out: &mut BytesMut) -> Result<(), TranslateError> {
+        write_event(out, "error", &error_value(info))
+    }
+
+    fn terminal(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
         self.start(out)?;
         self.close(out)?;
-        let mut usage = json!({"output_tokens": self.usage.output.unwrap_or(0)});
-        if let Some(n) = self.usage.input {
+        let mut usage = json!({"output_tokens": self.state.usage.output.unwrap_or(0)});
+        if let Some(n) = self.state.usage.input {
             usage["input_tokens"] = json!(n);
         }
-        if let Some(n) = self.usage.cache_read {
+        if let Some(n) = self.state.usage.cache_read {
             usage["cache_read_input_tokens"] = json!(n);
         }
         let delta = json!({

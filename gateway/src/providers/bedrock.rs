@@ -5,7 +5,8 @@
 
 use super::azure::UNRESERVED;
 use super::ir::{
-    count, ErrorInfo, Event, Finish, ImageSource, Part, Reply, ReplyPart, Request, Role, ToolCall, ToolChoice, Usage,
+    count, insert_some, ErrorInfo, Event, Finish, ImageSource, Part, Reply, ReplyPart, Request, Role, ToolCall,
+    ToolChoice, Usage,
 };
 use super::stream::{Decoder, Sink};
 use super::TranslateError;
@@ -38,17 +39,8 @@ pub fn emit_request(req: &Request) -> Result<Value, TranslateError> {
     if req.top_k.is_some() {
         return unsupported("top_k");
     }
-    if req.seed.is_some() {
-        return unsupported("seed");
-    }
-    if req.frequency_penalty.is_some() {
-        return unsupported("frequency_penalty");
-    }
-    if req.presence_penalty.is_some() {
-        return unsupported("presence_penalty");
-    }
-    if req.response_format.is_some() {
-        return unsupported("response_format");
+    if let Some(field) = req.seed_penalty_or_format() {
+        return unsupported(field);
     }
     if req.user.is_some() {
         return unsupported("user");
@@ -72,15 +64,9 @@ pub fn emit_request(req: &Request) -> Result<Value, TranslateError> {
         out.insert("system".into(), Value::Array(system));
     }
     let mut inference = Map::new();
-    if let Some(n) = req.max_tokens {
-        inference.insert("maxTokens".into(), json!(n));
-    }
-    if let Some(t) = req.temperature {
-        inference.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        inference.insert("topP".into(), json!(p));
-    }
+    insert_some(&mut inference, "maxTokens", req.max_tokens);
+    insert_some(&mut inference, "temperature", req.temperature);
+    insert_some(&mut inference, "topP", req.top_p);
     if !req.stop.is_empty() {
         inference.insert("stopSequences".into(), json!(req.stop));
     }

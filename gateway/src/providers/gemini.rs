@@ -7,11 +7,11 @@
 
 use super::azure::UNRESERVED;
 use super::ir::{
-    count, ErrorInfo, Event, Finish, ImageSource, Part, Reply, ReplyPart, Request, ResponseFormat, Role, ToolCall,
+    count, insert_some, Event, Finish, ImageSource, Part, Reply, ReplyPart, Request, ResponseFormat, Role, ToolCall,
     ToolChoice, ToolResult, Usage,
 };
 use super::sse::SseEvent;
-use super::stream::{json_data, Sink, SseMapper};
+use super::stream::{chunk_json, Sink, SseMapper};
 use super::TranslateError;
 use percent_encoding::utf8_percent_encode;
 use serde_json::{json, Map, Value};
@@ -55,39 +55,20 @@ pub fn emit_request(req: &Request) -> Result<Value, TranslateError> {
         out.insert("systemInstruction".into(), json!({"parts": parts}));
     }
     let mut config = Map::new();
-    let mut set = |key: &str, value: Value| {
-        config.insert(key.to_string(), value);
-    };
-    if let Some(n) = req.max_tokens {
-        set("maxOutputTokens", json!(n));
-    }
-    if let Some(t) = req.temperature {
-        set("temperature", json!(t));
-    }
-    if let Some(p) = req.top_p {
-        set("topP", json!(p));
-    }
-    if let Some(k) = req.top_k {
-        set("topK", json!(k));
-    }
+    insert_some(&mut config, "maxOutputTokens", req.max_tokens);
+    insert_some(&mut config, "temperature", req.temperature);
+    insert_some(&mut config, "topP", req.top_p);
+    insert_some(&mut config, "topK", req.top_k);
     if !req.stop.is_empty() {
-        set("stopSequences", json!(req.stop));
+        config.insert("stopSequences".into(), json!(req.stop));
     }
-    if let Some(s) = req.seed {
-        set("seed", json!(s));
-    }
-    if let Some(p) = req.presence_penalty {
-        set("presencePenalty", json!(p));
-    }
-    if let Some(p) = req.frequency_penalty {
-        set("frequencyPenalty", json!(p));
-    }
-    match &req.response_format {
-        None => {}
-        Some(ResponseFormat::JsonObject) => set("responseMimeType", json!("application/json")),
-        Some(ResponseFormat::JsonSchema { schema, .. }) => {
-            set("responseMimeType", json!("application/json"));
-            set("responseJsonSchema", schema.clone());
+    insert_some(&mut config, "seed", req.seed);
+    insert_some(&mut config, "presencePenalty", req.presence_penalty);
+    insert_some(&mut config, "frequencyPenalty", req.frequency_penalty);
+    if let Some(format) = &req.response_format {
+        config.insert("responseMimeType".into(), json!("application/json"));
+        if let ResponseFormat::JsonSchema { schema, .. } = format {
+            config.insert("responseJsonSchema".into(), schema.clone());
         }
     }
     if !config.is_empty() {
@@ -295,18 +276,9 @@ impl ChunkMapper {
 
 impl SseMapper for ChunkMapper {
     fn map(&mut self, event: SseEvent, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
-        let v = json_data(&event)?;
-        if let Some((kind, message)) = parse_error(&v) {
-            return sink(Event::Error(ErrorInfo { status: None, kind, message }));
-        }
-        if !self.started {
-            self.started = true;
-            sink(Event::Start {
-                id: v.get("responseId").and_then(Value::as_str).map(str::to_string),
-                model: v.get("modelVersion").and_then(Value::as_str).map(str::to_string),
-                usage: Usage::default(),
-            })?;
-        }
+        let Some(v) = chunk_json(&event, &mut self.started, parse_error, ("responseId", "modelVersion"), sink)? else {
+            return Ok(());
+        };
         let chunk = read_chunk(&v, self.client, &mut self.next_call)?;
         for p in chunk.parts {
             match p {

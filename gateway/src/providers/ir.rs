@@ -3,7 +3,8 @@
 
 use super::TranslateError;
 use crate::config::ProviderKind;
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 
 /// A chat request, whatever API it came in.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -122,6 +123,19 @@ impl Request {
             Some(last) if last.role == role => last.parts.extend(parts),
             _ => self.messages.push(Message { role, parts }),
         }
+    }
+
+    /// The first of `seed`, `frequency_penalty`, `presence_penalty` and `response_format`
+    /// that is set: options Anthropic and Bedrock have no counterpart for.
+    pub fn seed_penalty_or_format(&self) -> Option<&'static str> {
+        [
+            ("seed", self.seed.is_some()),
+            ("frequency_penalty", self.frequency_penalty.is_some()),
+            ("presence_penalty", self.presence_penalty.is_some()),
+            ("response_format", self.response_format.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(field, set)| set.then_some(field))
     }
 
     /// The tool name of the call with `id` made earlier in the conversation.
@@ -388,6 +402,13 @@ pub fn count(obj: &Value, key: &str) -> Option<u64> {
 /// The entries of a request object that are not `null`.
 pub fn present(obj: &Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
     obj.iter().filter(|(_, v)| !v.is_null())
+}
+
+/// Inserts `key` into a JSON object being written when `value` is set.
+pub fn insert_some<T: Serialize>(out: &mut Map<String, Value>, key: &str, value: Option<T>) {
+    if let Some(v) = value {
+        out.insert(key.into(), json!(v));
+    }
 }
 
 /// `data:image/png;base64,AAAA` → (`image/png`, `AAAA`).

@@ -2,12 +2,12 @@
 //! model, replies, errors, and streamed `chat.completion.chunk`s in both directions.
 
 use super::ir::{
-    arguments_object, array, boolean, count, number, object, opt_str, parse_data_url, present, req_str, string,
-    unsigned, ErrorClass, ErrorInfo, Event, Finish, Image, ImageSource, Part, Reply, ReplyPart, Request,
+    arguments_object, array, boolean, count, insert_some, number, object, opt_str, parse_data_url, present, req_str,
+    string, unsigned, ErrorClass, ErrorInfo, Event, Finish, Image, ImageSource, Part, Reply, ReplyPart, Request,
     ResponseFormat, Role, Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
 use super::sse::SseEvent;
-use super::stream::{json_data, write_data, Encoder, Sink, SseMapper};
+use super::stream::{chunk_json, write_data, ClientEncoder, EncoderState, Sink, SseMapper};
 use super::{ReplyMeta, TranslateError};
 use bytes::{BufMut, BytesMut};
 use serde_json::{json, Map, Value};
@@ -289,19 +289,11 @@ pub fn emit_request(req: &Request, model: Option<&str>, target: &'static str) ->
         }
     }
     let mut out = Map::new();
-    if let Some(m) = model.or(req.model.as_deref()) {
-        out.insert("model".into(), json!(m));
-    }
+    insert_some(&mut out, "model", model.or(req.model.as_deref()));
     out.insert("messages".into(), Value::Array(messages));
-    if let Some(n) = req.max_tokens {
-        out.insert("max_completion_tokens".into(), json!(n));
-    }
-    if let Some(t) = req.temperature {
-        out.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = req.top_p {
-        out.insert("top_p".into(), json!(p));
-    }
+    insert_some(&mut out, "max_completion_tokens", req.max_tokens);
+    insert_some(&mut out, "temperature", req.temperature);
+    insert_some(&mut out, "top_p", req.top_p);
     if !req.stop.is_empty() {
         out.insert("stop".into(), json!(req.stop));
     }
@@ -333,21 +325,11 @@ pub fn emit_request(req: &Request, model: Option<&str>, target: &'static str) ->
         };
         out.insert("tool_choice".into(), v);
     }
-    if let Some(p) = req.parallel_tool_calls {
-        out.insert("parallel_tool_calls".into(), json!(p));
-    }
-    if let Some(u) = &req.user {
-        out.insert("user".into(), json!(u));
-    }
-    if let Some(s) = req.seed {
-        out.insert("seed".into(), json!(s));
-    }
-    if let Some(p) = req.frequency_penalty {
-        out.insert("frequency_penalty".into(), json!(p));
-    }
-    if let Some(p) = req.presence_penalty {
-        out.insert("presence_penalty".into(), json!(p));
-    }
+    insert_some(&mut out, "parallel_tool_calls", req.parallel_tool_calls);
+    insert_some(&mut out, "user", req.user.as_ref());
+    insert_some(&mut out, "seed", req.seed);
+    insert_some(&mut out, "frequency_penalty", req.frequency_penalty);
+    insert_some(&mut out, "presence_penalty", req.presence_penalty);
     match &req.response_format {
         None => {}
         Some(ResponseFormat::JsonObject) => {
@@ -595,18 +577,9 @@ impl SseMapper for ChunkMapper {
         if event.data.trim() == "[DONE]" {
             return sink(Event::End);
         }
-        let v = json_data(&event)?;
-        if let Some((kind, message)) = parse_error(&v) {
-            return sink(Event::Error(ErrorInfo { status: None, kind, message }));
-        }
-        if !self.started {
-            self.started = true;
-            sink(Event::Start {
-                id: v.get("id").and_then(Value::as_str).map(str::to_string),
-                model: v.get("model").and_then(Value::as_str).map(str::to_string),
-                usage: Usage::default(),
-            })?;
-        }
+        let Some(v) = chunk_json(&event, &mut self.started, parse_error, ("id", "model"), sink)? else {
+            return Ok(());
+        };
         if let Some(choice) = v.pointer("/choices/0") {
             let delta = choice.get("delta").unwrap_or(&Value::Null);
             for key in ["content", "refusal"] {
@@ -654,39 +627,40 @@ impl ChunkMapper {
 /// Writes `chat.completion.chunk` events, a usage chunk when asked, and `[DONE]`.
 #[derive(Debug)]
 pub struct ChunkEncoder {
-    meta: ReplyMeta,
-    id: String,
+    state: EncoderState,
     include_usage: bool,
     started: bool,
     tools: u64,
-    usage: Usage,
-    done: bool,
 }
 
 impl ChunkEncoder {
     pub fn new(meta: ReplyMeta, include_usage: bool) -> Self {
-        ChunkEncoder {
-            id: meta.fallback_id.clone(),
-            meta,
-            include_usage,
-            started: false,
-            tools: 0,
-            usage: Usage::default(),
-            done: false,
-        }
+        ChunkEncoder { state: EncoderState::new(meta), include_usage, started: false, tools: 0 }
     }
 
     fn chunk(&self, delta: Value, finish: Option<String>, out: &mut BytesMut) -> Result<(), TranslateError> {
-        write_data(
-            out,
-            &json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.meta.created,
-                "model": self.meta.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }),
-        )
+        self.write_chunk(json!([{"index": 0, "delta": delta, "finish_reason": finish}]), None, out)
+    }
+
+    /// Writes a `chat.completion.chunk` with `choices` and, when given, `usage`.
+    fn write_chunk(&self, choices: Value, usage: Option<Value>, out: &mut BytesMut) -> Result<(), TranslateError> {
+        let mut chunk = json!({
+            "id": self.state.id,
+            "object": "chat.completion.chunk",
+            "created": self.state.meta.created,
+            "model": self.state.meta.model,
+            "choices": choices,
+        });
+        if let Some(usage) = usage {
+            chunk["usage"] = usage;
+        }
+        write_data(out, &chunk)
+    }
+}
+
+impl ClientEncoder for ChunkEncoder {
+    fn state(&mut self) -> &mut EncoderState {
+        &mut self.state
     }
 
     fn start(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
@@ -696,24 +670,9 @@ impl ChunkEncoder {
         }
         Ok(())
     }
-}
 
-impl Encoder for ChunkEncoder {
-    fn event(&mut self, event: Event, out: &mut BytesMut) -> Result<(), TranslateError> {
-        if self.done {
-            return Ok(());
-        }
+    fn content(&mut self, event: Event, out: &mut BytesMut) -> Result<(), TranslateError> {
         match event {
-            Event::Start { id, model, usage } => {
-                if let Some(id) = id {
-                    self.id = id;
-                }
-                if let Some(model) = model {
-                    self.meta.model = model;
-                }
-                self.usage.merge(usage);
-                self.start(out)
-            }
             Event::Text(text) => {
                 self.start(out)?;
                 self.chunk(json!({"content": text}), None, out)
@@ -738,35 +697,17 @@ impl Encoder for ChunkEncoder {
                 self.start(out)?;
                 self.chunk(json!({}), Some(finish.openai()), out)
             }
-            Event::Usage(usage) => {
-                self.usage.merge(usage);
-                Ok(())
-            }
-            Event::Error(info) => {
-                self.done = true;
-                write_data(out, &error_value(&info))
-            }
-            Event::End => self.end(out),
+            _ => Ok(()),
         }
     }
 
-    fn end(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
-        if self.done {
-            return Ok(());
-        }
-        self.done = true;
+    fn error(&mut self, info: &ErrorInfo, out: &mut BytesMut) -> Result<(), TranslateError> {
+        write_data(out, &error_value(info))
+    }
+
+    fn terminal(&mut self, out: &mut BytesMut) -> Result<(), TranslateError> {
         if self.include_usage {
-            write_data(
-                out,
-                &json!({
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.meta.created,
-                    "model": self.meta.model,
-                    "choices": [],
-                    "usage": usage_value(&self.usage),
-                }),
-            )?;
+            self.write_chunk(json!([]), Some(usage_value(&self.state.usage)), out)?;
         }
         out.put_slice(b"data: [DONE]\n\n");
         Ok(())

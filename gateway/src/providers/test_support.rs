@@ -36,6 +36,19 @@ pub fn azure() -> ProviderKind {
     ProviderKind::Azure { deployment: "gpt-4o-prod".into(), api_version: "2024-10-21".into() }
 }
 
+/// Every client API with every provider layout that speaks another API.
+pub fn cross_pairs() -> Vec<(ClientApi, ProviderKind)> {
+    vec![
+        (ClientApi::OpenAiChat, anthropic()),
+        (ClientApi::OpenAiChat, bedrock()),
+        (ClientApi::OpenAiChat, gemini()),
+        (ClientApi::AnthropicMessages, openai()),
+        (ClientApi::AnthropicMessages, azure()),
+        (ClientApi::AnthropicMessages, bedrock()),
+        (ClientApi::AnthropicMessages, gemini()),
+    ]
+}
+
 /// A provider of `kind` with the host its kind defaults to.
 pub fn provider(kind: ProviderKind, model: Option<&str>) -> ProviderConfig {
     let host = match &kind {

@@ -51,18 +51,6 @@ fn prepared(client: ClientApi, p: &ProviderConfig, stream: bool) -> UpstreamRequ
     prepare(client, &client_body(client, stream), p, &creds, None, SystemTime::now()).unwrap()
 }
 
-fn pairs() -> Vec<(ClientApi, ProviderKind)> {
-    vec![
-        (ClientApi::OpenAiChat, anthropic()),
-        (ClientApi::OpenAiChat, bedrock()),
-        (ClientApi::OpenAiChat, gemini()),
-        (ClientApi::AnthropicMessages, openai()),
-        (ClientApi::AnthropicMessages, azure()),
-        (ClientApi::AnthropicMessages, bedrock()),
-        (ClientApi::AnthropicMessages, gemini()),
-    ]
-}
-
 /// The answer text of a client-API reply.
 fn reply_text(client: ClientApi, v: &Value) -> String {
     match client {
@@ -73,7 +61,7 @@ fn reply_text(client: ClientApi, v: &Value) -> String {
 
 #[tokio::test]
 async fn whole_answers_from_every_layout() {
-    for (client, kind) in pairs() {
+    for (client, kind) in cross_pairs() {
         let mock = MockLlm::start("mocky", Behavior::default()).await.unwrap();
         let p = local(kind.clone(), &mock);
         let req = prepared(client, &p, false);
@@ -97,7 +85,7 @@ async fn whole_answers_from_every_layout() {
 
 #[tokio::test]
 async fn streamed_answers_from_every_layout() {
-    for (client, kind) in pairs() {
+    for (client, kind) in cross_pairs() {
         let behavior = Behavior { stream_chunks: 4, ..Behavior::default() };
         let mock = MockLlm::start("streamy", behavior).await.unwrap();
         let p = local(kind.clone(), &mock);
@@ -140,7 +128,7 @@ async fn streamed_answers_from_every_layout() {
 
 #[tokio::test]
 async fn injected_errors_reach_the_client_in_its_shape() {
-    for (client, kind) in pairs() {
+    for (client, kind) in cross_pairs() {
         let mock = MockLlm::start("failing", Behavior::failing(429)).await.unwrap();
         let p = local(kind.clone(), &mock);
         let response = send(&p, &prepared(client, &p, false)).await;

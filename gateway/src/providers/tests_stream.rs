@@ -367,18 +367,6 @@ fn try_run(mut t: Box<dyn StreamTranslator>, input: &[u8], piece: usize) -> Resu
     t.finish(&mut out)
 }
 
-fn cross_pairs() -> Vec<(ClientApi, ProviderKind)> {
-    vec![
-        (ClientApi::OpenAiChat, anthropic()),
-        (ClientApi::OpenAiChat, bedrock()),
-        (ClientApi::OpenAiChat, gemini()),
-        (ClientApi::AnthropicMessages, openai()),
-        (ClientApi::AnthropicMessages, azure()),
-        (ClientApi::AnthropicMessages, bedrock()),
-        (ClientApi::AnthropicMessages, gemini()),
-    ]
-}
-
 #[test]
 fn truncated_input_is_an_error() {
     let cases: Vec<(ClientApi, ProviderKind, Vec<u8>)> = vec![
