@@ -103,6 +103,19 @@ impl ChatRequest {
     /// The body with `model` set (when given) and, when `ask_usage`, `stream_options` set to
     /// ask for usage. Unchanged bodies are returned without copying.
     pub fn rewrite(&self, body: &Bytes, model: Option<&str>, ask_usage: bool) -> Bytes {
+        match self.rewrite_parts(body, model, ask_usage).as_slice() {
+            [one] => one.clone(),
+            parts => {
+                let mut out = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+                parts.iter().for_each(|p| out.put_slice(p));
+                out.freeze()
+            }
+        }
+    }
+
+    /// [`rewrite`](Self::rewrite) as pieces to send one after the other: slices of the
+    /// original body around the edits, so a large prompt is never copied.
+    pub fn rewrite_parts(&self, body: &Bytes, model: Option<&str>, ask_usage: bool) -> Vec<Bytes> {
         let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
         let mut inserts: Vec<Vec<u8>> = Vec::new();
         if let Some(model) = model {
@@ -120,9 +133,6 @@ impl ChatRequest {
                 None => inserts.push([&b"\"stream_options\":"[..], &value].concat()),
             }
         }
-        if edits.is_empty() && inserts.is_empty() {
-            return body.clone();
-        }
         if !inserts.is_empty() {
             let mut text = inserts.join(&b","[..]);
             if !self.empty {
@@ -131,16 +141,19 @@ impl ChatRequest {
             edits.push((self.open_brace..self.open_brace, text));
         }
         edits.sort_by_key(|(r, _)| r.start);
-        let extra: usize = edits.iter().map(|(_, t)| t.len()).sum();
-        let mut out = BytesMut::with_capacity(body.len() + extra);
+        let mut parts = Vec::with_capacity(edits.len() * 2 + 1);
         let mut at = 0;
         for (range, text) in edits {
-            out.put_slice(&body[at..range.start]);
-            out.put_slice(&text);
+            if range.start > at {
+                parts.push(body.slice(at..range.start));
+            }
+            parts.push(Bytes::from(text));
             at = range.end;
         }
-        out.put_slice(&body[at..]);
-        out.freeze()
+        if at < body.len() || parts.is_empty() {
+            parts.push(body.slice(at..));
+        }
+        parts
     }
 
     /// The body with `model` set to `model` (added when absent).
@@ -219,6 +232,18 @@ mod tests {
         let r = ChatRequest::parse(&b).unwrap();
         assert!(r.include_usage);
         assert_eq!(r.rewrite(&b, None, true).as_ptr(), b.as_ptr(), "nothing to change");
+    }
+
+    #[test]
+    fn parts_are_slices_of_the_original() {
+        let b = Bytes::from_static(br#"{"model":"gpt-4o","messages":[{"content":"long prompt"}]}"#);
+        let r = ChatRequest::parse(&b).unwrap();
+        let parts = r.rewrite_parts(&b, Some("mini"), false);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0].as_ptr(), b.as_ptr(), "the head is not copied");
+        assert_eq!(&parts[1][..], b"\"mini\"");
+        assert_eq!(parts.concat(), r.rewrite(&b, Some("mini"), false).to_vec());
+        assert_eq!(r.rewrite_parts(&b, None, false), vec![b.clone()]);
     }
 
     #[test]

@@ -123,17 +123,19 @@ impl Gateway {
             if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
                 // The hot path: same API, only the model (and the usage request) spliced in.
                 let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
+                // Pieces of the original body around the edits: a large prompt is not copied.
                 let body = match &req.chat {
-                    Some(c) => c.rewrite(&req.body, slot.config.model.as_deref(), ask_usage),
-                    None => req.body.clone(),
+                    Some(c) => c.rewrite_parts(&req.body, slot.config.model.as_deref(), ask_usage),
+                    None => vec![req.body.clone()],
                 };
+                let len = body.iter().map(Bytes::len).sum();
                 let head = headers::upstream_request(
                     session.req_header(),
                     req.route,
                     &slot.config,
                     upstream,
                     &req.request_id,
-                    body.len(),
+                    len,
                 );
                 (head, body)
             } else {
@@ -159,7 +161,7 @@ impl Gateway {
                             &req.request_id,
                             &prepared,
                         );
-                        (head, prepared.body)
+                        (head, vec![prepared.body])
                     }
                     Err(e) => {
                         // Not the provider's fault: no health verdict, just try the next one.
@@ -389,7 +391,7 @@ impl Gateway {
         session: &mut Session,
         upstream: &Upstream,
         head: pingora_http::RequestHeader,
-        body: Bytes,
+        body: Vec<Bytes>,
         connect_timeout: Duration,
         first_byte: Duration,
     ) -> Exchange {
@@ -412,7 +414,9 @@ impl Gateway {
                 };
                 let sent = async {
                     up.write_request_header(Box::new(head.clone())).await?;
-                    up.write_request_body(body.clone(), true).await?;
+                    for part in &body {
+                        up.write_request_body(part.clone(), false).await?;
+                    }
                     up.finish_request_body().await?;
                     up.read_response_header().await
                 };
