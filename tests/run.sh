@@ -32,5 +32,9 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
 export SWITCHYARD_SDK_PYTHON="$PWD/$venv/bin/python"
 
+# The benchmark harness, for about a second per scenario with no thresholds, so it cannot rot
+# (installs nginx and wrk, builds the release binaries).
+bench/smoke.sh
+
 cargo build --workspace --all-targets
 cargo test --workspace
