@@ -8,11 +8,15 @@ use crate::probe::Prober;
 use crate::proxy::{Gateway, Proxy};
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Read buffer per client connection.
+const CLIENT_READ_BUFFER: usize = 16 * 1024;
 
 /// Process-level options from the command line.
 #[derive(Debug, Clone)]
@@ -50,7 +54,10 @@ pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, 
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, Proxy(gateway.clone()), "switchyard");
     for addr in &listen {
-        proxy.add_tcp(&addr.to_string());
+        // Pingora reads client connections through a 64 KiB buffer each; idle keep-alive
+        // connections would hold that much. 16 KiB keeps a large prompt to a few reads.
+        let buffers = L4BufferSettings::default().read(CLIENT_READ_BUFFER);
+        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
     }
     server.add_service(proxy);
 
