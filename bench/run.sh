@@ -28,7 +28,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-COMMAND="bench/run.sh$(printf ' %q' "$@")"
+COMMAND="bench/run.sh"
+for arg in "$@"; do
+  if [[ "$arg" =~ ^[A-Za-z0-9_./,=:+-]+$ ]]; then COMMAND+=" $arg"; else COMMAND+=" $(printf '%q' "$arg")"; fi
+done
 
 duration=10
 scenarios="1,2,3,4,5,6"
@@ -117,7 +120,8 @@ ulimit -n "$hard" 2>/dev/null || true
 WORK="$(mktemp -d /tmp/switchyard-bench.XXXXXX)"
 chmod 755 "$WORK"
 mkdir -m 777 "$WORK/mock-body" "$WORK/peer-body" "$WORK/peer-proxy"
-PIDS=()
+PIDS=()    # our children (switchyard, nginx masters), until they have been stopped
+WORKERS=() # nginx workers (children of our nginx masters)
 finished=0
 
 stop_pid() { # pid: TERM, wait up to 5 s, then KILL
@@ -132,10 +136,22 @@ stop_pid() { # pid: TERM, wait up to 5 s, then KILL
   wait "$pid" 2>/dev/null || true
 }
 
+forget_pid() { # pid: no longer ours to stop
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
 cleanup() {
-  local rc=$? i
+  local rc=$? i w
   trap - EXIT INT TERM
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+  # A master stopped with TERM takes its worker with it; KILL one that is somehow left.
+  for w in "${WORKERS[@]}"; do
+    if [[ "$(tr '\0' ' ' 2>/dev/null <"/proc/$w/cmdline")" == "nginx: worker process"* ]]; then
+      kill -KILL "$w" 2>/dev/null || true
+    fi
+  done
   if [ "$finished" = 1 ] && [ "$rc" = 0 ]; then
     rm -rf "$WORK"
   else
@@ -160,13 +176,13 @@ port_lo=20000
 [ "$eph_lo" -gt 21000 ] || port_lo=10000
 [ "$eph_lo" -gt $((port_lo + 1000)) ] || eph_lo=$((port_lo + 10000))
 TAKEN=" "
-pick_port() {
+pick_port() { # VAR: sets VAR to a free port not handed out before
   local p tries=0
   while :; do
     p=$((port_lo + (RANDOM * 32768 + RANDOM) % (eph_lo - port_lo)))
     if [[ "$TAKEN" != *" $p "* ]] && ! port_in_use "$p"; then
       TAKEN+="$p "
-      echo "$p"
+      printf -v "$1" '%s' "$p"
       return
     fi
     tries=$((tries + 1))
@@ -236,14 +252,9 @@ render() { # template output: replaces @KEY@ with the value of shell variable KE
   done
 }
 
-PORT_OK_A="$(pick_port)"
-PORT_OK_B="$(pick_port)"
-PORT_429="$(pick_port)"
-PORT_503="$(pick_port)"
-PORT_SSE="$(pick_port)"
-PORT_GATEWAY="$(pick_port)"
-PORT_ADMIN="$(pick_port)"
-PORT_PEER="$(pick_port)"
+for port_var in PORT_OK_A PORT_OK_B PORT_429 PORT_503 PORT_SSE PORT_GATEWAY PORT_ADMIN PORT_PEER; do
+  pick_port "$port_var"
+done
 
 # ---------------------------------------------------------------- request bodies
 BODY_CHAT="$WORK/body-600.json"
@@ -260,7 +271,7 @@ render bench/nginx/mock.conf.in "$WORK/mock.conf"
 taskset -c "$LOAD_CPU" "$NGINX" -p "$WORK" -c "$WORK/mock.conf" -g 'daemon off;' 2>>"$WORK/mock-error.log" &
 PIDS+=($!)
 for p in "$PORT_OK_A" "$PORT_OK_B" "$PORT_429" "$PORT_503" "$PORT_SSE"; do wait_port "$p" "mock nginx"; done
-for w in $(children_of "${PIDS[0]}"); do PIDS+=("$w"); done
+for w in $(children_of "${PIDS[0]}"); do WORKERS+=("$w"); done
 
 expect_status() { # url want body_file -> dies unless the status is `want`
   local got
@@ -329,7 +340,10 @@ start_switchyard() { # scenario
   done
   wait_port "$PORT_GATEWAY" switchyard
 }
-stop_switchyard() { [ -z "$SY_PID" ] || stop_pid "$SY_PID"; SY_PID=""; }
+stop_switchyard() {
+  [ -z "$SY_PID" ] || { stop_pid "$SY_PID"; forget_pid "$SY_PID"; }
+  SY_PID=""
+}
 
 PEER_PID=""
 PEER_WORKER=""
@@ -351,11 +365,17 @@ start_peer() { # scenario
     sleep 0.05
   done
   [ -n "$PEER_WORKER" ] || die "nginx peer has no worker process"
-  PIDS+=("$PEER_WORKER")
+  WORKERS+=("$PEER_WORKER")
 }
 stop_peer() {
-  [ -z "$PEER_PID" ] || stop_pid "$PEER_PID"
-  [ -z "$PEER_WORKER" ] || stop_pid "$PEER_WORKER"
+  [ -z "$PEER_PID" ] || { stop_pid "$PEER_PID"; forget_pid "$PEER_PID"; }
+  if [ -n "$PEER_WORKER" ]; then
+    # The master has just taken its worker down; KILL it if it lingers, then forget it.
+    kill -0 "$PEER_WORKER" 2>/dev/null && kill -KILL "$PEER_WORKER" 2>/dev/null
+    local keep=() w
+    for w in "${WORKERS[@]}"; do [ "$w" = "$PEER_WORKER" ] || keep+=("$w"); done
+    WORKERS=("${keep[@]}")
+  fi
   PEER_PID=""
   PEER_WORKER=""
 }

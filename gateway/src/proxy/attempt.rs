@@ -27,6 +27,8 @@ use tracing::{info, warn};
 const MAX_BUFFERED_FAILURE: usize = 1024 * 1024;
 /// How much of a stream is held back while waiting for its first content event.
 const MAX_STREAM_PEEK: usize = 64 * 1024;
+/// Bodies from this size on are sent as slices of the original instead of one copy.
+const SPLICE_ABOVE: usize = 64 * 1024;
 /// Non-streamed JSON answers up to this size are read for token usage.
 const MAX_USAGE_SCAN: usize = 4 * 1024 * 1024;
 
@@ -123,9 +125,12 @@ impl Gateway {
             if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
                 // The hot path: same API, only the model (and the usage request) spliced in.
                 let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
-                // Pieces of the original body around the edits: a large prompt is not copied.
+                // Upstream writes are not buffered, so each piece is a send: a small body goes
+                // as one piece (copied), a large one as slices of the original (not copied).
+                let model = slot.config.model.as_deref();
                 let body = match &req.chat {
-                    Some(c) => c.rewrite_parts(&req.body, slot.config.model.as_deref(), ask_usage),
+                    Some(c) if req.body.len() < SPLICE_ABOVE => vec![c.rewrite(&req.body, model, ask_usage)],
+                    Some(c) => c.rewrite_parts(&req.body, model, ask_usage),
                     None => vec![req.body.clone()],
                 };
                 let len = body.iter().map(Bytes::len).sum();
