@@ -37,4 +37,10 @@ export SWITCHYARD_SDK_PYTHON="$PWD/$venv/bin/python"
 bench/smoke.sh
 
 cargo build --workspace --all-targets
-cargo test --workspace
+log="$(mktemp)"
+status=0
+cargo test --workspace 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run: the sum of every test binary's summary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+rm -f "$log"
+exit "$status"
