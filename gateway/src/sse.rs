@@ -115,17 +115,6 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// From a JSON response body: OpenAI `usage.prompt_tokens/completion_tokens` or
-    /// Anthropic `usage.input_tokens/output_tokens`.
-    pub fn from_json(v: &serde_json::Value) -> Option<Usage> {
-        let u = v.get("usage").filter(|u| u.is_object())?;
-        let n = |k: &str| u.get(k).and_then(|x| x.as_u64());
-        Some(Usage {
-            input: n("prompt_tokens").or_else(|| n("input_tokens")).unwrap_or(0),
-            output: n("completion_tokens").or_else(|| n("output_tokens")).unwrap_or(0),
-        })
-    }
-
     /// From a JSON body, reading nothing but `usage` (no tree is built for the rest).
     pub fn from_slice(body: &[u8]) -> Option<Usage> {
         #[derive(Deserialize)]
@@ -267,12 +256,5 @@ mod tests {
         assert_eq!(Usage::from_slice(anthropic), Some(Usage { input: 7, output: 2 }));
         assert_eq!(Usage::from_slice(br#"{"usage":null}"#), None);
         assert_eq!(Usage::from_slice(b"not json"), None);
-    }
-
-    #[test]
-    fn usage_from_json_bodies() {
-        let v = serde_json::json!({"usage": {"prompt_tokens": 3, "completion_tokens": 5}});
-        assert_eq!(Usage::from_json(&v), Some(Usage { input: 3, output: 5 }));
-        assert_eq!(Usage::from_json(&serde_json::json!({"usage": null})), None);
     }
 }
