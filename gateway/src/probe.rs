@@ -1,22 +1,26 @@
 //! Active health probes: for backends with `health.active`, each provider is sent the probe
 //! request every `interval`; the answers go through the same state machine as passive
-//! failures (`ProviderHealth::record_probe`).
+//! failures (`ProviderHealth::record_probe`). The same loop closes pooled upstream
+//! connections that have been idle for too long.
 
 use crate::config::ActiveProbe;
 use crate::health::{Clock, SystemClock};
 use crate::proxy::Gateway;
 use crate::runtime::Upstream;
+use crate::upstream::RequestHead;
 use async_trait::async_trait;
 use http::header;
+use http::{HeaderMap, HeaderValue};
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
-use pingora_http::RequestHeader;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How often due probes are looked for.
 const TICK: Duration = Duration::from_millis(100);
+/// Ticks between sweeps of the upstream connection pool.
+const SWEEP_EVERY: u32 = 10;
 
 pub struct Prober {
     pub gateway: Arc<Gateway>,
@@ -28,10 +32,17 @@ impl BackgroundService for Prober {
         let clock = SystemClock;
         // Next due time by (backend, provider) name; rebuilt as the config changes.
         let mut due: HashMap<(String, String), u64> = HashMap::new();
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = shutdown.changed() => return,
+            }
+            ticks = ticks.wrapping_add(1);
+            if ticks.is_multiple_of(SWEEP_EVERY) {
+                // Pooled upstream connections idle for too long are closed here, so a quiet
+                // gateway does not hold them until its next request.
+                self.gateway.connector().sweep();
             }
             let rt = self.gateway.runtime();
             let now = clock.now();
@@ -77,23 +88,20 @@ impl BackgroundService for Prober {
 async fn send_probe(gateway: &Gateway, upstream: &Upstream, probe: &ActiveProbe) -> Result<u16, String> {
     let exchange = async {
         let peer = upstream.endpoint.peer(SystemClock.now()).await.map_err(|e| e.to_string())?;
-        let connector = gateway.connector();
-        let (mut session, _) = connector.get_http_session(&*peer).await.map_err(|e| e.to_string())?;
-        let mut req =
-            RequestHeader::build(probe.method.clone(), probe.path.as_bytes(), Some(3)).map_err(|e| e.to_string())?;
-        req.insert_header(header::HOST, upstream.host_header.clone()).map_err(|e| e.to_string())?;
+        // A new connection each time: a probe also checks that the provider can be reached,
+        // and pooled connections belong to the proxy's threads.
+        let mut session = gateway.connector().fresh(&peer).await.map_err(|e| e.to_string())?;
+        let mut headers = HeaderMap::with_capacity(3);
+        headers.insert(header::HOST, upstream.host_header.clone());
         if let Some((name, value)) = &upstream.auth_header {
-            req.insert_header(name.clone(), value.clone()).map_err(|e| e.to_string())?;
+            headers.insert(name.clone(), value.clone());
         }
-        req.insert_header(header::CONTENT_LENGTH, "0").map_err(|e| e.to_string())?;
-        session.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
-        session.finish_request_body().await.map_err(|e| e.to_string())?;
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let req = RequestHead::new(probe.method.clone(), &probe.path, headers);
+        session.send(&req, &[]).await.map_err(|e| e.to_string())?;
         session.read_response_header().await.map_err(|e| e.to_string())?;
-        let status = session.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
-        // Drain the (small) body so the connection can be reused.
-        while let Ok(Some(_)) = session.read_response_body().await {}
-        connector.release_http_session(session, &*peer, Some(crate::upstream::POOL_IDLE)).await;
-        Ok(status)
+        Ok(session.response_header().map(|h| h.status.as_u16()).unwrap_or(0))
     };
     match tokio::time::timeout(probe.timeout, exchange).await {
         Ok(r) => r,

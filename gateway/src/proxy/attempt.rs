@@ -11,10 +11,9 @@ use crate::routing::apply_header_modifier;
 use crate::runtime::{BackendRuntime, Upstream};
 use crate::sse::{self, EventKind, Splitter, Usage, UsageTap};
 use crate::telemetry::metrics;
-use crate::upstream::POOL_IDLE;
+use crate::upstream::{RequestHead, UpstreamSession};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
-use pingora_core::protocols::http::client::HttpSession as UpstreamSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType};
 use pingora_proxy::Session;
@@ -287,7 +286,7 @@ impl Gateway {
             self.finish_attempt(ctx, record, started, label);
             let response = match kept {
                 Some(b) => {
-                    self.connector.release_http_session(*up, &*peer, Some(POOL_IDLE)).await;
+                    self.connector.release(*up, &peer);
                     Some((status, out, b))
                 }
                 None => None,
@@ -336,7 +335,7 @@ impl Gateway {
         }
         match end {
             StreamEnd::Complete => {
-                self.connector.release_http_session(*up, &*peer, Some(POOL_IDLE)).await;
+                self.connector.release(*up, &peer);
                 Ok(AttemptEnd::Delivered)
             }
             StreamEnd::UpstreamBroke(detail) => {
@@ -395,7 +394,7 @@ impl Gateway {
         &self,
         session: &mut Session,
         upstream: &Upstream,
-        head: pingora_http::RequestHeader,
+        head: RequestHead,
         body: Vec<Bytes>,
         connect_timeout: Duration,
         first_byte: Duration,
@@ -409,7 +408,7 @@ impl Gateway {
             // failure says nothing about the provider, so try again on a fresh connection.
             let mut fresh_tries = 0;
             loop {
-                let connect = self.connector.get_http_session(&*peer);
+                let connect = self.connector.get(&peer);
                 let (mut up, reused) = match tokio::time::timeout(connect_timeout, connect).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => return Err((classify(&e), e.to_string())),
@@ -418,11 +417,7 @@ impl Gateway {
                     }
                 };
                 let sent = async {
-                    up.write_request_header(Box::new(head.clone())).await?;
-                    for part in &body {
-                        up.write_request_body(part.clone(), false).await?;
-                    }
-                    up.finish_request_body().await?;
+                    up.send(&head, &body).await?;
                     up.read_response_header().await
                 };
                 match tokio::time::timeout(first_byte, sent).await {
@@ -558,7 +553,7 @@ impl Gateway {
                 return self.reject(session, ctx, e, &[]).await.map(|()| AttemptEnd::Delivered);
             }
         };
-        self.connector.release_http_session(*up, &*peer, Some(POOL_IDLE)).await;
+        self.connector.release(*up, &peer);
         if let (Some(u), Some(p)) = (Usage::from_slice(&body), ctx.provider.clone()) {
             count_tokens(&p, Some(model).filter(|m| !m.is_empty()), u);
             ctx.usage = Some(u);

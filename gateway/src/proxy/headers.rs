@@ -3,6 +3,7 @@
 use crate::config::{Auth, ProviderConfig, Route};
 use crate::routing::apply_header_modifier;
 use crate::runtime::Upstream;
+use crate::upstream::{RequestHead, ResponseHead};
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 
@@ -45,14 +46,6 @@ fn forwarded_headers(client: &RequestHeader, route: &Route, provider: &ProviderC
     headers
 }
 
-fn request_head(method: http::Method, path: &str, headers: HeaderMap) -> RequestHeader {
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = http::Uri::try_from(path).unwrap_or_else(|_| http::Uri::from_static("/"));
-    parts.headers = headers;
-    RequestHeader::from(parts)
-}
-
 /// The request for a provider that translation prepared (another API, or a native one with
 /// its own path and headers).
 pub fn prepared_request(
@@ -62,7 +55,7 @@ pub fn prepared_request(
     upstream: &Upstream,
     request_id: &HeaderValue,
     prepared: &crate::providers::UpstreamRequest,
-) -> RequestHeader {
+) -> RequestHead {
     let mut headers = forwarded_headers(client, route, provider);
     for (name, value) in &prepared.headers {
         headers.insert(name.clone(), value.clone());
@@ -70,7 +63,7 @@ pub fn prepared_request(
     headers.insert(header::HOST, upstream.host_header.clone());
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(prepared.body.len()));
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    request_head(prepared.method.clone(), &prepared.path_and_query, headers)
+    RequestHead::new(prepared.method.clone(), &prepared.path_and_query, headers)
 }
 
 /// The request a provider gets: client headers minus hop-by-hop, host, length and
@@ -82,7 +75,7 @@ pub fn upstream_request(
     upstream: &Upstream,
     request_id: &HeaderValue,
     body_len: usize,
-) -> RequestHeader {
+) -> RequestHead {
     let path = match (&provider.path, &route.rewrite) {
         (Some(p), _) => p.as_str(),
         (None, Some(rw)) => rw.as_str(),
@@ -95,7 +88,7 @@ pub fn upstream_request(
     if let Some((name, value)) = &upstream.auth_header {
         headers.insert(name.clone(), value.clone());
     }
-    request_head(client.method.clone(), path, headers)
+    RequestHead::new(client.method.clone(), path, headers)
 }
 
 /// Headers of an answer whose body the gateway rewrote (translated): framing and encoding
@@ -113,7 +106,7 @@ pub fn translated_headers(headers: &mut HeaderMap, content_type: &'static str) {
 }
 
 /// The client-facing copy of a provider's response headers.
-pub fn client_headers(upstream: &ResponseHeader) -> HeaderMap {
+pub fn client_headers(upstream: &ResponseHead) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.headers.len() + 4);
     let chunked =
         upstream.headers.get(header::TRANSFER_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));

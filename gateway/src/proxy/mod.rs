@@ -22,12 +22,12 @@ use crate::runtime::{BackendRuntime, HealthRegistry, Runtime};
 use crate::sse::Usage;
 use crate::telemetry::access_log::{millis, AccessLog, AttemptEntry, Entry};
 use crate::telemetry::metrics;
+use crate::upstream::Connector;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use attempt::{AttemptEnd, Failed};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue};
-use pingora_core::connectors::http::Connector;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
@@ -100,7 +100,7 @@ impl Gateway {
         Ok(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             registry,
-            connector: Connector::new(None),
+            connector: Connector::default(),
             clock: SystemClock,
             access_log: ArcSwap::from_pointee(access_log),
         })

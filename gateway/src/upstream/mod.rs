@@ -1,6 +1,7 @@
-//! Where a provider lives on the network: its Pingora peer, with DNS resolved
-//! asynchronously and cached (never the blocking resolver inside `HttpPeer::new`), and TLS
-//! always with SNI so certificates are verified.
+//! Where a provider lives on the network and how the gateway talks to it: its Pingora peer,
+//! with DNS resolved asynchronously and cached (never the blocking resolver inside
+//! `HttpPeer::new`), TLS always with SNI so certificates are verified; the HTTP/1.1 client
+//! ([`UpstreamSession`]) and the connection pool ([`Connector`]).
 
 use crate::config::ProviderConfig;
 use arc_swap::ArcSwapOption;
@@ -10,10 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod client;
+mod pool;
+
+pub use client::{RequestHead, ResponseHead, UpstreamSession};
+pub use pool::{Connector, POOL_IDLE};
+
 /// How long a DNS answer is used before it is looked up again.
 const DNS_TTL: Duration = Duration::from_secs(30);
-/// How long a pooled upstream connection may sit idle.
-pub const POOL_IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
