@@ -11,6 +11,8 @@ pub enum GatewayError {
     NoRoute { path: String },
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("malformed request: {0}")]
+    BadRequest(String),
     #[error("could not read the request body: {0}")]
     BodyRead(String),
     #[error("{0}")]
@@ -30,7 +32,10 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute { .. } => 404,
             GatewayError::BodyTooLarge { .. } => 413,
-            GatewayError::BodyRead(_) | GatewayError::BadBody(_) | GatewayError::Unsupported(_) => 400,
+            GatewayError::BadRequest(_)
+            | GatewayError::BodyRead(_)
+            | GatewayError::BadBody(_)
+            | GatewayError::Unsupported(_) => 400,
             GatewayError::AllEjected { .. } => 503,
             GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => 504,
             GatewayError::Upstream { .. } => 502,
@@ -42,9 +47,10 @@ impl GatewayError {
         match self {
             GatewayError::NoRoute { .. } => "not_found_error",
             GatewayError::BodyTooLarge { .. } => "request_too_large",
-            GatewayError::BodyRead(_) | GatewayError::BadBody(_) | GatewayError::Unsupported(_) => {
-                "invalid_request_error"
-            }
+            GatewayError::BadRequest(_)
+            | GatewayError::BodyRead(_)
+            | GatewayError::BadBody(_)
+            | GatewayError::Unsupported(_) => "invalid_request_error",
             GatewayError::AllEjected { .. } => "service_unavailable",
             GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => "timeout",
             GatewayError::Upstream { .. } => "bad_gateway",

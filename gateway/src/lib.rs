@@ -12,6 +12,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod http1;
 pub mod lifecycle;
 pub mod probe;
 pub mod providers;

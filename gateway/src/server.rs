@@ -15,9 +15,6 @@ use pingora_core::services::listening::Service;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Read buffer per client connection.
-const CLIENT_READ_BUFFER: usize = 16 * 1024;
-
 /// Process-level options from the command line.
 #[derive(Debug, Clone)]
 pub struct ProcessOptions {
@@ -51,13 +48,11 @@ pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, 
     let drain_timeout = config.drain_timeout;
     let gateway = Arc::new(Gateway::new(config)?);
 
-    let mut proxy =
-        pingora_proxy::http_proxy_service_with_name(&server.configuration, Proxy(gateway.clone()), "switchyard");
+    let mut proxy = Service::new("switchyard".to_string(), Proxy(gateway.clone()));
     for addr in &listen {
-        // Pingora reads client connections through a 64 KiB buffer each; idle keep-alive
-        // connections would hold that much. 16 KiB keeps a large prompt to a few reads.
-        let buffers = L4BufferSettings::default().read(CLIENT_READ_BUFFER);
-        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(buffers));
+        // No buffering in Pingora's stream: the HTTP/1 layer reads into its own buffer, held
+        // only while a request is read, and writes each answer in one piece.
+        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered()));
     }
     server.add_service(proxy);
 

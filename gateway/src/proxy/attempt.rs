@@ -1,11 +1,12 @@
 //! One attempt on one provider: send, judge the head (and a stream's first event), then
 //! either deliver to the client or hand back a failure for the next attempt.
 
-use super::headers::{self, client_headers, is_event_stream, response_head, stamp};
+use super::headers::{self, client_headers, is_event_stream, stamp};
 use super::{classify, client_gone, AttemptRecord, Ctx, Gateway, Request};
 use crate::balancer::Selection;
 use crate::config::{ProviderKind, TransportKind};
 use crate::health::{hints, Clock, FailureKind, Outcome, Transition};
+use crate::http1::server::ClientSession as Session;
 use crate::providers::{self, ClientApi, Credentials, StreamTranslator};
 use crate::routing::apply_header_modifier;
 use crate::runtime::{BackendRuntime, Upstream};
@@ -16,7 +17,6 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType};
-use pingora_proxy::Session;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
@@ -321,7 +321,7 @@ impl Gateway {
                 .await;
         }
         let sse = is_event_stream(&out);
-        if session.write_response_header(response_head(status, out), false).await.is_err() {
+        if session.write_response_header(status, out, false).await.is_err() {
             return Ok(AttemptEnd::ClientGone);
         }
         ctx.ttfb = Some(req.started.elapsed());
@@ -351,7 +351,7 @@ impl Gateway {
                     let _ = session.write_response_body(Some(event), false).await;
                     let _ = session.write_response_body(None, true).await;
                 } else {
-                    session.set_keepalive(None);
+                    session.close_after();
                     return Err(Error::explain(ErrorType::ReadError, detail));
                 }
                 Ok(AttemptEnd::Delivered)
@@ -540,7 +540,7 @@ impl Gateway {
     ) -> Result<AttemptEnd, Box<Error>> {
         let wait = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(Instant::now()));
         let Some(raw) = read_body_limited(&mut up, wait, MAX_USAGE_SCAN).await else {
-            session.set_keepalive(None);
+            session.close_after();
             return Err(Error::explain(ErrorType::ReadError, "provider answer too large, broken or slow"));
         };
         let body = match providers::translate_response_with_model(api, kind, model, status.as_u16(), &raw) {
@@ -560,7 +560,7 @@ impl Gateway {
         }
         headers::translated_headers(&mut out, "application/json");
         out.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
-        session.write_response_header(response_head(status, out), false).await?;
+        session.write_response_header(status, out, false).await?;
         ctx.ttfb = Some(req.started.elapsed());
         ctx.bytes_out = body.len();
         session.write_response_body(Some(body), true).await?;

@@ -1,11 +1,11 @@
 //! Building the heads that go upstream and back to the client.
 
 use crate::config::{Auth, ProviderConfig, Route};
+use crate::http1::server::ClientRequest as RequestHeader;
 use crate::routing::apply_header_modifier;
 use crate::runtime::Upstream;
 use crate::upstream::{RequestHead, ResponseHead};
 use http::{header, HeaderMap, HeaderName, HeaderValue};
-use pingora_http::{RequestHeader, ResponseHeader};
 
 pub static X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
 pub static X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
@@ -119,13 +119,6 @@ pub fn client_headers(upstream: &ResponseHead) -> HeaderMap {
         out.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }
     out
-}
-
-pub fn response_head(status: http::StatusCode, headers: HeaderMap) -> Box<ResponseHeader> {
-    let (mut parts, ()) = http::Response::new(()).into_parts();
-    parts.status = status;
-    parts.headers = headers;
-    Box::new(ResponseHeader::from(parts))
 }
 
 /// Adds the `x-switchyard-*` and `x-request-id` headers.

@@ -1,8 +1,8 @@
-//! The request path: Pingora's `ProxyHttp`, with the whole exchange done in
-//! `request_filter` on Pingora's upstream connector.
+//! The request path: a Pingora `ServerApp` that reads each request off the client
+//! connection ([`crate::http1`]), answers it through the attempt loop, and logs it.
 //!
-//! Pingora's own retry replays at most 64 KiB of body, so the attempt loop here keeps the
-//! full body and sends it to each provider in turn. A failed answer is read to the end (it
+//! Pingora's own proxy retry replays at most 64 KiB of body, so the attempt loop here keeps
+//! the full body and sends it to each provider in turn. A failed answer is read to the end (it
 //! is small) so the connection goes back to the pool, and it is kept in case no other
 //! provider can be tried: then it goes to the client as it came.
 
@@ -17,6 +17,7 @@ use crate::body::ChatRequest;
 use crate::config::{Config, Route, TransportKind};
 use crate::error::GatewayError;
 use crate::health::{Clock, SystemClock};
+use crate::http1::server::{ClientSession as Session, HeadError};
 use crate::providers::ClientApi;
 use crate::runtime::{BackendRuntime, HealthRegistry, Runtime};
 use crate::sse::Usage;
@@ -28,10 +29,10 @@ use async_trait::async_trait;
 use attempt::{AttemptEnd, Failed};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue};
-use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, ErrorType, Result};
-use pingora_http::ResponseHeader;
-use pingora_proxy::{ProxyHttp, Session};
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::{Error, ErrorType};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::debug;
@@ -150,7 +151,7 @@ impl Gateway {
             Ok(b) => b,
             Err(e) => {
                 // The rest of the body is unread: the connection cannot be reused.
-                session.set_keepalive(None);
+                session.close_after();
                 return self.reject(session, ctx, e, &[]).await;
             }
         };
@@ -225,7 +226,7 @@ impl Gateway {
             match self.attempt(session, ctx, &req, sel, is_last).await? {
                 AttemptEnd::Delivered => return Ok(()),
                 AttemptEnd::ClientGone => {
-                    session.set_keepalive(None);
+                    session.close_after();
                     ctx.error = Some("client closed the connection".into());
                     return Ok(());
                 }
@@ -275,7 +276,7 @@ impl Gateway {
         headers.remove(header::TRANSFER_ENCODING);
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         ctx.status = Some(status.as_u16());
-        session.write_response_header(headers::response_head(status, headers), body.is_empty()).await?;
+        session.write_response_header(status, headers, body.is_empty()).await?;
         ctx.ttfb = Some(req.started.elapsed());
         ctx.bytes_out = body.len();
         if !body.is_empty() {
@@ -300,7 +301,7 @@ impl Gateway {
         let id = ctx.request_id.clone().unwrap_or_else(|| headers::request_id(session.req_header()));
         headers.insert(X_REQUEST_ID.clone(), id);
         ctx.status = Some(200);
-        session.write_response_header(headers::response_head(http::StatusCode::OK, headers), false).await?;
+        session.write_response_header(http::StatusCode::OK, headers, false).await?;
         ctx.bytes_out = body.len();
         session.write_response_body(Some(body), true).await?;
         Ok(())
@@ -327,7 +328,7 @@ impl Gateway {
         let status = http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
         ctx.status = Some(e.status());
         ctx.error = Some(e.to_string());
-        session.write_response_header(headers::response_head(status, headers), false).await?;
+        session.write_response_header(status, headers, false).await?;
         ctx.ttfb = ctx.started.map(|s| s.elapsed());
         ctx.bytes_out = body.len();
         session.write_response_body(Some(Bytes::from(body)), true).await?;
@@ -394,34 +395,56 @@ impl Gateway {
     }
 }
 
-/// The Pingora service logic: a shared handle on the [`Gateway`].
+/// The Pingora service: a shared handle on the [`Gateway`].
 pub struct Proxy(pub Arc<Gateway>);
 
 #[async_trait]
-impl ProxyHttp for Proxy {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx::default()
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if crate::lifecycle::draining() {
-            session.set_keepalive(None);
+impl ServerApp for Proxy {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let mut session = Session::new(stream);
+        loop {
+            let mut stop = shutdown.clone();
+            let stopping = async move {
+                while !*stop.borrow_and_update() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            match session.read_request(stopping).await {
+                Ok(()) => {}
+                Err(HeadError::Closed) => return None,
+                Err(HeadError::Invalid(status, message)) => {
+                    debug!(%status, %message, "refusing a malformed request");
+                    let e = GatewayError::BadRequest(message);
+                    session.refuse(status, e.body()).await;
+                    return None;
+                }
+            }
+            if crate::lifecycle::draining() || *shutdown.borrow() {
+                session.close_after();
+            }
+            let mut ctx = Ctx::default();
+            // Boxed: the attempt loop's state is large, and an unboxed future would make
+            // every connection's task (idle keep-alive ones included) that large.
+            let result = Box::pin(self.0.serve(&mut session, &mut ctx)).await;
+            let error = match result {
+                Ok(()) => None,
+                Err(e) => {
+                    session.close_after();
+                    if !session.response_started() {
+                        let reply = GatewayError::Upstream { kind: TransportKind::Reset, detail: e.to_string() };
+                        let _ = self.0.reject(&mut session, &mut ctx, reply, &[]).await;
+                    }
+                    Some(e)
+                }
+            };
+            self.0.log_request(&session, &ctx, error.as_deref());
+            drop(ctx);
+            if !session.finish().await {
+                return None;
+            }
         }
-        // Boxed: the attempt loop's state is large, and an unboxed future would make every
-        // connection's task (idle keep-alive ones included) that large.
-        Box::pin(self.0.serve(session, ctx)).await?;
-        Ok(true)
-    }
-
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        // Every request is answered in `request_filter`; Pingora's own proxy path is unused.
-        Err(Error::explain(ErrorType::InternalError, "upstream_peer is not used"))
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        self.0.log_request(session, ctx, e);
     }
 }
 
@@ -432,13 +455,7 @@ async fn client_gone(session: &mut Session) {
     // Most answers come within a few milliseconds; probing the client before then costs a
     // read syscall per request for nothing. A disconnect is still seen within ~5 ms.
     tokio::time::sleep(CLIENT_PROBE_DELAY).await;
-    loop {
-        match session.as_downstream_mut().read_body_or_idle(true).await {
-            Err(_) => return,
-            Ok(None) => std::future::pending::<()>().await,
-            Ok(Some(_)) => continue,
-        }
-    }
+    session.closed().await;
 }
 
 /// The providers of `backend` that cannot take this request (another API that cannot express
@@ -475,13 +492,6 @@ async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<B
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    let expects_continue =
-        req.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue {
-        if let Ok(cont) = ResponseHeader::build(100, Some(0)) {
-            let _ = session.write_response_header(Box::new(cont), false).await;
-        }
-    }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
     loop {
         match session.read_request_body().await {
@@ -495,7 +505,7 @@ async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<B
                 buf.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(buf.freeze()),
-            Err(e) => return Err(GatewayError::BodyRead(e.to_string())),
+            Err(e) => return Err(GatewayError::BodyRead(e)),
         }
     }
 }

@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-mod client;
 mod pool;
 
-pub use client::{RequestHead, ResponseHead, UpstreamSession};
+pub use crate::http1::client::{RequestHead, ResponseHead, UpstreamSession};
 pub use pool::{Connector, POOL_IDLE};
 
 /// How long a DNS answer is used before it is looked up again.

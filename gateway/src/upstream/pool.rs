@@ -1,7 +1,7 @@
 //! Upstream connections: new ones from Pingora's transport connector (TCP, TLS with SNI and
 //! verification), idle ones kept per peer, newest first, without a buffer each.
 
-use super::client::UpstreamSession;
+use crate::http1::client::UpstreamSession;
 use pingora_core::connectors::TransportConnector;
 use pingora_core::protocols::Stream;
 use pingora_core::upstreams::peer::{HttpPeer, Peer};

@@ -1,0 +1,197 @@
+//! The upstream side: one HTTP/1.1 exchange at a time on a provider connection.
+
+use super::{header_map, spans, Framing, ReadError, Reader, Span, MAX_HEAD, MAX_HEADERS};
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use pingora_core::protocols::Stream;
+use pingora_core::{Error, ErrorType, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Bodies below this size go out in the same write as the head (one copy, one send); larger
+/// ones follow it as the slices they are in.
+const COPY_BELOW: usize = 64 * 1024;
+
+/// A request as it goes upstream.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: Method,
+    pub path: http::uri::PathAndQuery,
+    pub headers: HeaderMap,
+}
+
+impl RequestHead {
+    /// `path` is used when it is a valid request target, else `/`.
+    pub fn new(method: Method, path: &str, headers: HeaderMap) -> RequestHead {
+        let path =
+            http::uri::PathAndQuery::try_from(path).unwrap_or_else(|_| http::uri::PathAndQuery::from_static("/"));
+        RequestHead { method, path, headers }
+    }
+
+    fn encode(&self, extra: usize) -> Vec<u8> {
+        let size: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        let mut out = Vec::with_capacity(self.path.as_str().len() + size + 32 + extra);
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.path.as_str().as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        super::server::encode_fields(&self.headers, &mut out);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+/// A response head as it came from upstream.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+}
+
+pub struct UpstreamSession {
+    stream: Stream,
+    reader: Reader,
+    head: Option<ResponseHead>,
+    keepalive: bool,
+    head_request: bool,
+}
+
+fn read_error(e: ReadError) -> Box<Error> {
+    match e {
+        ReadError::Closed(what) => Error::explain(ErrorType::ConnectionClosed, format!("closed within {what}")),
+        ReadError::Invalid(what) => Error::explain(ErrorType::InvalidHTTPHeader, what),
+        ReadError::Io(e) => Error::because(ErrorType::ReadError, "reading the response", e),
+    }
+}
+
+impl UpstreamSession {
+    pub fn new(stream: Stream) -> UpstreamSession {
+        UpstreamSession { stream, reader: Reader::default(), head: None, keepalive: false, head_request: false }
+    }
+
+    /// Whether a pooled connection is seen to be unusable without waiting: the provider
+    /// closed it while idle, or sent something unasked.
+    pub fn is_closed(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        super::now_or_never(tokio::task::unconstrained(self.stream.read(&mut probe))).is_some()
+    }
+
+    /// Sends the request.
+    pub async fn send(&mut self, head: &RequestHead, body: &[Bytes]) -> Result<()> {
+        self.head = None;
+        self.reader.framing = Framing::Done;
+        self.head_request = head.method == Method::HEAD;
+        let len: usize = body.iter().map(Bytes::len).sum();
+        let copy = len < COPY_BELOW;
+        let mut out = head.encode(if copy { len } else { 0 });
+        let write = async {
+            if copy {
+                for part in body {
+                    out.extend_from_slice(part);
+                }
+                self.stream.write_all(&out).await?;
+            } else {
+                super::write_all_vectored(&mut self.stream, &out, body).await?;
+            }
+            self.stream.flush().await
+        };
+        write.await.map_err(|e| Error::because(ErrorType::WriteError, "writing the request upstream", e))
+    }
+
+    /// Reads the response head (skipping informational answers).
+    pub async fn read_response_header(&mut self) -> Result<()> {
+        loop {
+            if let Some(head) = self.parse_head()? {
+                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS {
+                    continue;
+                }
+                self.head = Some(head);
+                return Ok(());
+            }
+            if self.reader.buf.len() >= MAX_HEAD {
+                return Err(Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    format!("response head over {MAX_HEAD} bytes"),
+                ));
+            }
+            match self.reader.fill(&mut self.stream).await {
+                Ok(0) => {
+                    let what =
+                        if self.reader.buf.is_empty() { "closed before answering" } else { "closed within the head" };
+                    return Err(Error::explain(ErrorType::ConnectionClosed, what));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Error::because(ErrorType::ReadError, "reading the response", e)),
+            }
+        }
+    }
+
+    pub fn response_header(&self) -> Option<&ResponseHead> {
+        self.head.as_ref()
+    }
+
+    /// The whole body has been read.
+    pub fn response_done(&self) -> bool {
+        self.reader.framing == Framing::Done
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub async fn read_response_body(&mut self) -> Result<Option<Bytes>> {
+        self.reader.body(&mut self.stream).await.map_err(read_error)
+    }
+
+    /// The connection can carry another request: this answer was read to its end, the
+    /// provider did not ask to close, and sent nothing beyond it.
+    pub fn reusable(&self) -> bool {
+        self.keepalive && self.reader.framing == Framing::Done && self.reader.buf.is_empty()
+    }
+
+    /// Ready for the pool: no buffer kept while idle.
+    pub fn into_idle(self) -> Stream {
+        self.stream
+    }
+
+    fn parse_head(&mut self) -> Result<Option<ResponseHead>> {
+        let invalid = |what: String| Error::explain(ErrorType::InvalidHTTPHeader, what);
+        if self.reader.buf.is_empty() {
+            return Ok(None);
+        }
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut at: [Span; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut fields);
+        let used = match resp.parse(&self.reader.buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(invalid(format!("invalid response head: {e}"))),
+        };
+        let code = resp.code.unwrap_or(0);
+        let http11 = resp.version == Some(1);
+        let count = spans(&self.reader.buf, resp.headers, &mut at);
+        let status = StatusCode::from_u16(code).map_err(|_| invalid(format!("invalid status {code}")))?;
+        let raw = self.reader.buf.split_to(used).freeze();
+        let headers = header_map(&raw, &at[..count]).map_err(|e| invalid(format!("response: {e}")))?;
+        self.keepalive = super::keep_alive(http11, &headers);
+        self.reader.framing = self.framing_of(status, &headers).map_err(|e| invalid(format!("response: {e}")))?;
+        if self.reader.framing == Framing::UntilClose {
+            self.keepalive = false;
+        }
+        Ok(Some(ResponseHead { status, headers }))
+    }
+
+    fn framing_of(&self, status: StatusCode, headers: &HeaderMap) -> std::result::Result<Framing, String> {
+        if self.head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Ok(Framing::Done);
+        }
+        // A coding other than chunked last runs to the close.
+        if let Some(chunked) = super::transfer_chunked(headers) {
+            return Ok(if chunked { Framing::Chunked(0) } else { Framing::UntilClose });
+        }
+        Ok(match super::content_length(headers)? {
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        })
+    }
+}

@@ -1,0 +1,327 @@
+//! The client side: HTTP/1.1 requests read from a client connection, answers written back.
+
+use super::{content_length, header_map, spans, transfer_chunked, Framing, Reader, Span, MAX_HEAD, MAX_HEADERS};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use pingora_core::protocols::l4::socket::SocketAddr;
+use pingora_core::protocols::Stream;
+use pingora_core::{Error, ErrorType, Result};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// How long a keep-alive connection may wait for its next request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long a client may take to send a request head once it started, and between two
+/// reads of a request body.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Body bytes up to this size are copied next to the head or chunk header and go in one
+/// write; larger ones are written from where they are.
+const COPY_BELOW: usize = 16 * 1024;
+/// Unread request body the gateway reads and drops to keep a connection open.
+const MAX_DRAIN: usize = 64 * 1024;
+
+/// A client's request head.
+#[derive(Debug)]
+pub struct ClientRequest {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub http11: bool,
+}
+
+/// Why no request could be read.
+#[derive(Debug)]
+pub enum HeadError {
+    /// The connection closed, went idle for too long, or the server is stopping: no answer.
+    Closed,
+    /// A malformed request: answered with this status and message, then the connection closes.
+    Invalid(StatusCode, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Length,
+    Chunked,
+    /// HTTP/1.0 without a length: the close ends the body.
+    Close,
+    NoBody,
+}
+
+pub struct ClientSession {
+    stream: Stream,
+    reader: Reader,
+    req: ClientRequest,
+    keepalive: bool,
+    expect_continue: bool,
+    /// Response bytes not written yet (a head waits for the body's first piece).
+    pending: Vec<u8>,
+    out: Out,
+    started: bool,
+    ended: bool,
+}
+
+fn write_error(e: std::io::Error) -> Box<Error> {
+    Error::because(ErrorType::WriteError, "writing to the client", e)
+}
+
+/// `name: value\r\n` for every field.
+pub fn encode_fields(headers: &HeaderMap, out: &mut Vec<u8>) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl ClientSession {
+    pub fn new(stream: Stream) -> ClientSession {
+        ClientSession {
+            stream,
+            reader: Reader::default(),
+            req: ClientRequest {
+                method: Method::GET,
+                uri: Uri::from_static("/"),
+                headers: HeaderMap::new(),
+                http11: true,
+            },
+            keepalive: true,
+            expect_continue: false,
+            pending: Vec::new(),
+            out: Out::Length,
+            started: false,
+            ended: false,
+        }
+    }
+
+    /// Reads the next request head. While nothing of it has come, a stop of the server
+    /// (`stopping` resolving) or [`IDLE_TIMEOUT`] closes the connection.
+    pub async fn read_request(
+        &mut self,
+        stopping: impl std::future::Future<Output = ()>,
+    ) -> std::result::Result<(), HeadError> {
+        let mut stopping = std::pin::pin!(stopping);
+        loop {
+            if !self.reader.buf.is_empty() {
+                if let Some(req) = self.parse_head()? {
+                    self.req = req;
+                    self.started = false;
+                    self.ended = false;
+                    return Ok(());
+                }
+                if self.reader.buf.len() >= MAX_HEAD {
+                    let msg = format!("request head over {MAX_HEAD} bytes");
+                    return Err(HeadError::Invalid(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, msg));
+                }
+            }
+            let read = if self.reader.buf.is_empty() {
+                tokio::select! {
+                    r = tokio::time::timeout(IDLE_TIMEOUT, self.reader.fill(&mut self.stream)) => r,
+                    () = &mut stopping => return Err(HeadError::Closed),
+                }
+            } else {
+                tokio::time::timeout(READ_TIMEOUT, self.reader.fill(&mut self.stream)).await
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Err(HeadError::Closed),
+            }
+        }
+    }
+
+    fn parse_head(&mut self) -> std::result::Result<Option<ClientRequest>, HeadError> {
+        let bad = |msg: String| HeadError::Invalid(StatusCode::BAD_REQUEST, msg);
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut at: [Span; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut fields);
+        let used = match req.parse(&self.reader.buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                let msg = format!("more than {MAX_HEADERS} header fields");
+                return Err(HeadError::Invalid(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, msg));
+            }
+            Err(e) => return Err(bad(format!("malformed request head: {e}"))),
+        };
+        let method =
+            Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| bad("invalid method".into()))?;
+        let http11 = req.version == Some(1);
+        let base = self.reader.buf.as_ptr() as usize;
+        let target = req.path.unwrap_or("");
+        let target_at = (target.as_ptr() as usize - base, target.len());
+        let count = spans(&self.reader.buf, req.headers, &mut at);
+        let raw = self.reader.buf.split_to(used).freeze();
+        let uri = Uri::from_maybe_shared(raw.slice(target_at.0..target_at.0 + target_at.1))
+            .map_err(|_| bad("invalid request target".into()))?;
+        let headers = header_map(&raw, &at[..count]).map_err(bad)?;
+        // Body framing (RFC 9112 §6): a request with both framings, or a transfer coding
+        // that does not end in chunked, could be read differently by another hop.
+        let length = content_length(&headers).map_err(bad)?;
+        self.reader.framing = match (transfer_chunked(&headers), length) {
+            (Some(_), Some(_)) => return Err(bad("both Transfer-Encoding and Content-Length".into())),
+            (Some(true), None) if http11 => Framing::Chunked(0),
+            (Some(_), None) => return Err(bad("unsupported Transfer-Encoding".into())),
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::Done,
+        };
+        self.keepalive = super::keep_alive(http11, &headers);
+        self.expect_continue =
+            http11 && headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        Ok(Some(ClientRequest { method, uri, headers, http11 }))
+    }
+
+    pub fn req_header(&self) -> &ClientRequest {
+        &self.req
+    }
+
+    /// Closes the connection once this answer is sent.
+    pub fn close_after(&mut self) {
+        self.keepalive = false;
+    }
+
+    /// The next piece of the request body; `None` at its end.
+    pub async fn read_request_body(&mut self) -> std::result::Result<Option<Bytes>, String> {
+        if self.expect_continue {
+            self.expect_continue = false;
+            if self.reader.buf.is_empty() && self.reader.framing != Framing::Done {
+                let cont = b"HTTP/1.1 100 Continue\r\n\r\n";
+                self.stream.write_all(cont).await.map_err(|e| e.to_string())?;
+                self.stream.flush().await.map_err(|e| e.to_string())?;
+            }
+        }
+        match tokio::time::timeout(READ_TIMEOUT, self.reader.body(&mut self.stream)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no body data for {READ_TIMEOUT:?}")),
+        }
+    }
+
+    /// Starts the answer. The head is sent with the body's first piece (or now, if `end`).
+    /// Framing follows the headers: `Content-Length` when given, else chunked (HTTP/1.1) or
+    /// until the close (HTTP/1.0).
+    pub async fn write_response_header(&mut self, status: StatusCode, mut headers: HeaderMap, end: bool) -> Result<()> {
+        let no_body = self.req.method == Method::HEAD
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        self.out = if no_body {
+            Out::NoBody
+        } else if headers.contains_key(header::CONTENT_LENGTH) {
+            headers.remove(header::TRANSFER_ENCODING);
+            Out::Length
+        } else if self.req.http11 {
+            headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            Out::Chunked
+        } else {
+            headers.remove(header::TRANSFER_ENCODING);
+            self.keepalive = false;
+            Out::Close
+        };
+        headers.remove(header::CONNECTION);
+        if !self.keepalive {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        } else if !self.req.http11 {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        }
+        let size: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        self.pending.reserve(size + 64);
+        self.pending.extend_from_slice(b"HTTP/1.1 ");
+        self.pending.extend_from_slice(status.as_str().as_bytes());
+        self.pending.push(b' ');
+        self.pending.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+        self.pending.extend_from_slice(b"\r\n");
+        encode_fields(&headers, &mut self.pending);
+        self.pending.extend_from_slice(b"\r\n");
+        self.started = true;
+        if end {
+            self.write_response_body(None, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a piece of the body (and the head, if still held), and ends the body if `end`.
+    pub async fn write_response_body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
+        let data = data.filter(|d| !d.is_empty() && self.out != Out::NoBody);
+        let mut tail: &[u8] = b"";
+        let mut big = None;
+        if let Some(d) = data {
+            if self.out == Out::Chunked {
+                self.pending.extend_from_slice(format!("{:x}\r\n", d.len()).as_bytes());
+                tail = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+            }
+            if d.len() < COPY_BELOW {
+                self.pending.extend_from_slice(&d);
+                self.pending.extend_from_slice(tail);
+                tail = b"";
+            } else {
+                big = Some(d);
+            }
+        } else if end && self.out == Out::Chunked {
+            self.pending.extend_from_slice(b"0\r\n\r\n");
+        }
+        if end {
+            self.ended = true;
+        }
+        let result = match big {
+            None if self.pending.is_empty() => return Ok(()),
+            None => self.stream.write_all(&self.pending).await,
+            Some(d) => super::write_all_vectored(&mut self.stream, &self.pending, &[d, Bytes::from_static(tail)]).await,
+        };
+        self.pending.clear();
+        result.map_err(write_error)?;
+        self.stream.flush().await.map_err(write_error)
+    }
+
+    /// The answer has begun (its head is out or on its way).
+    pub fn response_started(&self) -> bool {
+        self.started
+    }
+
+    /// Resolves when the client closes the connection. Bytes it sends meanwhile (a
+    /// pipelined request) are kept for later.
+    pub async fn closed(&mut self) {
+        while self.reader.buf.len() < MAX_HEAD {
+            match self.reader.fill(&mut self.stream).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        self.stream.get_socket_digest().and_then(|d| d.peer_addr().cloned())
+    }
+
+    /// Ends the exchange; whether the connection can take another request (the answer was
+    /// complete, neither side asked to close, and the request body is read or drained).
+    pub async fn finish(&mut self) -> bool {
+        if !self.ended || !self.keepalive || self.out == Out::Close {
+            return false;
+        }
+        let mut drained = 0;
+        while self.reader.framing != Framing::Done {
+            match tokio::time::timeout(Duration::from_millis(100), self.reader.body(&mut self.stream)).await {
+                Ok(Ok(Some(d))) if drained + d.len() <= MAX_DRAIN => drained += d.len(),
+                Ok(Ok(None)) => break,
+                _ => return false,
+            }
+        }
+        self.reader.shrink();
+        self.pending = Vec::new();
+        true
+    }
+
+    /// Answers a request that could not be read, then the connection closes.
+    pub async fn refuse(&mut self, status: StatusCode, body: Vec<u8>) {
+        self.req.http11 = true;
+        self.req.method = Method::GET;
+        self.keepalive = false;
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        if self.write_response_header(status, headers, false).await.is_ok() {
+            let _ = self.write_response_body(Some(Bytes::from(body)), true).await;
+        }
+        let _ = self.stream.shutdown().await;
+    }
+}
