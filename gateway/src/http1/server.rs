@@ -306,6 +306,10 @@ impl ClientSession {
                 _ => return false,
             }
         }
+        // An idle connection keeps no buffers: the last request's header values share its
+        // read buffer, so they go too.
+        self.req.headers = HeaderMap::new();
+        self.req.uri = Uri::from_static("/");
         self.reader.shrink();
         self.pending = Vec::new();
         true
