@@ -8,6 +8,7 @@ mod bad_input;
 mod config;
 mod failover;
 mod health;
+mod http1;
 mod observability;
 mod operations;
 mod providers;

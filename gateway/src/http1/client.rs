@@ -171,7 +171,11 @@ impl UpstreamSession {
         let headers = header_map(&raw, &at[..count]).map_err(|e| invalid(format!("response: {e}")))?;
         self.keepalive = super::keep_alive(http11, &headers);
         self.reader.framing = self.framing_of(status, &headers).map_err(|e| invalid(format!("response: {e}")))?;
-        if self.reader.framing == Framing::UntilClose {
+        // A length next to a transfer coding makes the message suspect: it is read by its
+        // coding, and the connection is not reused (RFC 9112 §6.3).
+        let both =
+            headers.contains_key(http::header::TRANSFER_ENCODING) && headers.contains_key(http::header::CONTENT_LENGTH);
+        if self.reader.framing == Framing::UntilClose || both {
             self.keepalive = false;
         }
         Ok(Some(ResponseHead { status, headers }))

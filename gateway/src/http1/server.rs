@@ -143,6 +143,10 @@ impl ClientSession {
             }
             Err(e) => return Err(bad(format!("malformed request head: {e}"))),
         };
+        if used > MAX_HEAD {
+            let msg = format!("request head over {MAX_HEAD} bytes");
+            return Err(HeadError::Invalid(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, msg));
+        }
         let method =
             Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| bad("invalid method".into()))?;
         let http11 = req.version == Some(1);
@@ -216,6 +220,11 @@ impl ClientSession {
             self.keepalive = false;
             Out::Close
         };
+        // Answered without reading a body the client still holds back (it waits for
+        // `100 Continue`): the connection cannot be reused, so say so.
+        if self.expect_continue && self.reader.framing != Framing::Done {
+            self.keepalive = false;
+        }
         headers.remove(header::CONNECTION);
         if !self.keepalive {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -115,7 +115,12 @@ pub fn client_headers(upstream: &ResponseHead) -> HeaderMap {
             out.append(name.clone(), value.clone());
         }
     }
-    if chunked || !upstream.headers.contains_key(header::CONTENT_LENGTH) {
+    // A transfer coding overrides any length (RFC 9112 §6.3), and the body is relayed
+    // de-chunked: the provider's length must not reach the client.
+    if upstream.headers.contains_key(header::TRANSFER_ENCODING) {
+        out.remove(header::CONTENT_LENGTH);
+    }
+    if chunked || !out.contains_key(header::CONTENT_LENGTH) {
         out.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }
     out
