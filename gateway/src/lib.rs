@@ -2,8 +2,9 @@
 //!
 //! Module map: [`config`] (YAML to typed model), [`routing`] (routes), [`balancer`]
 //! (priority groups, round-robin), [`health`] (per-provider failure state machine),
-//! [`body`] (the request fields routing reads), [`upstream`] (peers and DNS),
-//! [`runtime`] (the swappable per-config state), [`proxy`] (the request path),
+//! [`body`] (the request fields routing reads), [`upstream`] (peers, DNS, connection pool),
+//! [`http1`] (HTTP/1.1 to clients and providers), [`runtime`] (the swappable per-config
+//! state), [`proxy`] (the request path),
 //! [`admin`] (the admin listener), [`server`] (assembling the Pingora server).
 
 pub mod admin;

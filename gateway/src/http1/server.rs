@@ -7,7 +7,7 @@ use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::protocols::Stream;
 use pingora_core::{Error, ErrorType, Result};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a keep-alive connection may wait for its next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
@@ -185,6 +185,39 @@ impl ClientSession {
 
     /// The next piece of the request body; `None` at its end.
     pub async fn read_request_body(&mut self) -> std::result::Result<Option<Bytes>, String> {
+        self.send_continue().await?;
+        match tokio::time::timeout(READ_TIMEOUT, self.reader.body(&mut self.stream)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no body data for {READ_TIMEOUT:?}")),
+        }
+    }
+
+    /// The whole body when its length was declared: read straight into one buffer of that
+    /// size (each read takes what the socket has; no pieces to join). `None` for a chunked
+    /// body.
+    pub async fn read_sized_body(&mut self) -> Option<std::result::Result<Bytes, String>> {
+        let Framing::Length(n) = self.reader.framing else {
+            return None;
+        };
+        let n = usize::try_from(n).ok()?;
+        if let Err(e) = self.send_continue().await {
+            return Some(Err(e));
+        }
+        while self.reader.buf.len() < n {
+            self.reader.buf.reserve(n - self.reader.buf.len());
+            match tokio::time::timeout(READ_TIMEOUT, self.stream.read_buf(&mut self.reader.buf)).await {
+                Ok(Ok(0)) => return Some(Err("connection closed within the body".into())),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Some(Err(format!("read failed: {e}"))),
+                Err(_) => return Some(Err(format!("no body data for {READ_TIMEOUT:?}"))),
+            }
+        }
+        self.reader.framing = Framing::Done;
+        Some(Ok(self.reader.buf.split_to(n).freeze()))
+    }
+
+    /// `100 Continue`, once, if the client waits for it before sending its body.
+    async fn send_continue(&mut self) -> std::result::Result<(), String> {
         if self.expect_continue {
             self.expect_continue = false;
             if self.reader.buf.is_empty() && self.reader.framing != Framing::Done {
@@ -193,10 +226,7 @@ impl ClientSession {
                 self.stream.flush().await.map_err(|e| e.to_string())?;
             }
         }
-        match tokio::time::timeout(READ_TIMEOUT, self.reader.body(&mut self.stream)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no body data for {READ_TIMEOUT:?}")),
-        }
+        Ok(())
     }
 
     /// Starts the answer. The head is sent with the body's first piece (or now, if `end`).

@@ -491,15 +491,15 @@ async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<B
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    if let Some(body) = session.read_sized_body().await {
+        return body.map_err(GatewayError::BodyRead);
+    }
+    let mut buf = BytesMut::new();
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > limit {
                     return Err(GatewayError::BodyTooLarge { limit });
-                }
-                if buf.is_empty() && declared == Some(chunk.len()) {
-                    return Ok(chunk);
                 }
                 buf.extend_from_slice(&chunk);
             }
