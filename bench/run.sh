@@ -691,7 +691,8 @@ for s in "${PROFILES[@]}"; do
   echo
   echo "perf, Switchyard, scenario $s: self time, top 40 (bench/profiles/perf-s$s-flat.txt; callers"
   echo "in perf-s$s.txt, inclusive time in perf-s$s-inclusive.txt, by DSO in perf-s$s-dso.txt):"
-  grep -v '^#' "$WORK/perf-s$s-flat.txt" | grep -v '^$' | head -40
+  # awk, not grep | head: with pipefail, head closing early fails the script (SIGPIPE).
+  awk '!/^#/ && !/^$/ && n++ < 40' "$WORK/perf-s$s-flat.txt"
 done
 
 # A benchmark whose requests fail measures nothing: say so in the exit status (missed
