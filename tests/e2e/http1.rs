@@ -583,8 +583,9 @@ async fn client_leaving_mid_body_does_not_hurt_the_gateway() {
 }
 
 /// A provider on raw TCP that answers every request (read by its `Content-Length`) with
-/// `answer`, keeping the connection open. Stops when the returned handle is aborted.
-async fn raw_provider(answer: Vec<u8>) -> (u16, tokio::task::JoinHandle<()>) {
+/// `answer`, keeping the connection open unless `close`. Stops when the returned handle is
+/// aborted.
+async fn raw_provider(answer: Vec<u8>, close: bool) -> (u16, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
@@ -615,7 +616,7 @@ async fn raw_provider(answer: Vec<u8>) -> (u16, tokio::task::JoinHandle<()>) {
                         }
                     }
                     buf.drain(..end + length);
-                    if stream.write_all(&answer).await.is_err() {
+                    if stream.write_all(&answer).await.is_err() || close {
                         return;
                     }
                 }
@@ -640,7 +641,7 @@ async fn provider_answer_with_both_framings_does_not_desync_the_client() {
         a.len(),
         b.len()
     );
-    let (port, task) = raw_provider(answer.into_bytes()).await;
+    let (port, task) = raw_provider(answer.into_bytes(), false).await;
     let gw = Gateway::start(&format!(
         "routes:\n  - {{name: r, match: {{pathPrefix: /v1}}, backend: chat}}\nbackends:\n  chat:\n    groups:\n      - providers: [{}]\n",
         provider_x("raw", port, "", "")
@@ -653,5 +654,29 @@ async fn provider_answer_with_both_framings_does_not_desync_the_client() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.text(), body, "headers {:?}", r.headers);
     }
+    task.abort();
+}
+
+/// A provider answer without a length that ends with its connection (HTTP/1.0 style) is
+/// relayed whole, chunked to the client, and the client's connection stays usable.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_answer_delimited_by_close_is_relayed_whole() {
+    let body = r#"{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from close"},"finish_reason":"stop"}]}"#;
+    let answer = format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}");
+    let (port, task) = raw_provider(answer.into_bytes(), true).await;
+    let gw = Gateway::start(&format!(
+        "routes:\n  - {{name: r, match: {{pathPrefix: /v1}}, backend: chat}}\nbackends:\n  chat:\n    groups:\n      - providers: [{}]\n",
+        provider_x("raw", port, "", "")
+    ))
+    .await;
+    let mut c = Conn::open(&gw).await;
+    for _ in 0..2 {
+        c.send(&chat_request("m", "")).await;
+        let r = c.response().await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"), "{:?}", r.headers);
+        assert_eq!(r.text(), body);
+    }
+    c.expect_usable().await;
     task.abort();
 }

@@ -114,11 +114,7 @@ impl Reader {
                     return Ok(None);
                 }
                 Framing::Length(left) => {
-                    if self.buf.is_empty() {
-                        self.fill_or_closed(stream, "the body").await?;
-                    }
-                    let data = self.take(left);
-                    let rest = left - data.len() as u64;
+                    let (data, rest) = self.piece(stream, left, "the body").await?;
                     self.framing = if rest == 0 { Framing::Done } else { Framing::Length(rest) };
                     return Ok(Some(data));
                 }
@@ -147,11 +143,7 @@ impl Reader {
                     Err(_) => return Err(ReadError::Invalid("invalid chunk size line".into())),
                 },
                 Framing::Chunked(left) => {
-                    if self.buf.is_empty() {
-                        self.fill_or_closed(stream, "a chunk").await?;
-                    }
-                    let data = self.take(left);
-                    let rest = left - data.len() as u64;
+                    let (data, rest) = self.piece(stream, left, "a chunk").await?;
                     self.framing = if rest == 0 { Framing::ChunkEnd } else { Framing::Chunked(rest) };
                     return Ok(Some(data));
                 }
@@ -183,10 +175,19 @@ impl Reader {
         }
     }
 
-    /// Up to `left` bytes from the front of the buffer.
-    fn take(&mut self, left: u64) -> Bytes {
+    /// Up to `left` bytes of a delimited run (reading first when none are buffered), and how
+    /// many of the run are still to come.
+    async fn piece<S: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        stream: &mut S,
+        left: u64,
+        what: &'static str,
+    ) -> Result<(Bytes, u64), ReadError> {
+        if self.buf.is_empty() {
+            self.fill_or_closed(stream, what).await?;
+        }
         let n = self.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        self.buf.split_to(n).freeze()
+        Ok((self.buf.split_to(n).freeze(), left - n as u64))
     }
 }
 
