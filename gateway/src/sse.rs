@@ -9,6 +9,8 @@ use serde::Deserialize;
 #[derive(Debug, Default)]
 pub struct Splitter {
     buf: BytesMut,
+    /// How far `buf` was searched for an event end without finding one.
+    scanned: usize,
 }
 
 impl Splitter {
@@ -18,12 +20,24 @@ impl Splitter {
 
     /// The next complete event, terminator included, or `None` until more bytes arrive.
     pub fn next_event(&mut self) -> Option<Bytes> {
-        let end = event_end(&self.buf)?;
-        Some(self.buf.split_to(end).freeze())
+        // Resume where the last search stopped (less the 2 bytes a terminator may have
+        // started with), so a long event is not searched again from its start.
+        let from = self.scanned.saturating_sub(2);
+        match event_end(&self.buf[from..]) {
+            Some(end) => {
+                self.scanned = 0;
+                Some(self.buf.split_to(from + end).freeze())
+            }
+            None => {
+                self.scanned = self.buf.len();
+                None
+            }
+        }
     }
 
     /// Bytes of an unfinished event.
     pub fn take_rest(&mut self) -> Bytes {
+        self.scanned = 0;
         self.buf.split().freeze()
     }
 

@@ -642,11 +642,7 @@ async fn provider_answer_with_both_framings_does_not_desync_the_client() {
         b.len()
     );
     let (port, task) = raw_provider(answer.into_bytes(), false).await;
-    let gw = Gateway::start(&format!(
-        "routes:\n  - {{name: r, match: {{pathPrefix: /v1}}, backend: chat}}\nbackends:\n  chat:\n    groups:\n      - providers: [{}]\n",
-        provider_x("raw", port, "", "")
-    ))
-    .await;
+    let gw = raw_gateway(port).await;
     let mut c = Conn::open(&gw).await;
     for _ in 0..2 {
         c.send(&chat_request("m", "")).await;
@@ -664,11 +660,7 @@ async fn provider_answer_delimited_by_close_is_relayed_whole() {
     let body = r#"{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from close"},"finish_reason":"stop"}]}"#;
     let answer = format!("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{body}");
     let (port, task) = raw_provider(answer.into_bytes(), true).await;
-    let gw = Gateway::start(&format!(
-        "routes:\n  - {{name: r, match: {{pathPrefix: /v1}}, backend: chat}}\nbackends:\n  chat:\n    groups:\n      - providers: [{}]\n",
-        provider_x("raw", port, "", "")
-    ))
-    .await;
+    let gw = raw_gateway(port).await;
     let mut c = Conn::open(&gw).await;
     for _ in 0..2 {
         c.send(&chat_request("m", "")).await;
@@ -679,4 +671,73 @@ async fn provider_answer_delimited_by_close_is_relayed_whole() {
     }
     c.expect_usable().await;
     task.abort();
+}
+
+/// A gateway with one provider on a raw-TCP port.
+async fn raw_gateway(port: u16) -> Gateway {
+    Gateway::start(&format!(
+        "routes:\n  - {{name: r, match: {{pathPrefix: /v1}}, backend: chat}}\nbackends:\n  chat:\n    groups:\n      - providers: [{}]\n",
+        provider_x("raw", port, "", "")
+    ))
+    .await
+}
+
+/// A provider stream sent with a `Content-Length`: the gateway hides the usage chunk the client
+/// did not ask for, so the length no longer holds; the client gets the events chunked and the
+/// connection stays in step.
+#[tokio::test(flavor = "multi_thread")]
+async fn stream_with_provider_length_is_rechunked() {
+    let content = r#"data: {"id":"s","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
+    let usage = r#"data: {"id":"s","object":"chat.completion.chunk","model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let events = format!("{content}\n\n{usage}\n\ndata: [DONE]\n\n");
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{events}",
+        events.len()
+    );
+    let (port, task) = raw_provider(answer.into_bytes(), false).await;
+    let gw = raw_gateway(port).await;
+    let mut c = Conn::open(&gw).await;
+    for _ in 0..2 {
+        c.send(&request("POST", CHAT, "1.1", "", Some(&chat_body("m", true)))).await;
+        let r = c.response().await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-length"), None, "{:?}", r.headers);
+        assert_eq!(r.header("transfer-encoding"), Some("chunked"), "{:?}", r.headers);
+        assert_eq!(r.text(), format!("{content}\n\ndata: [DONE]\n\n"), "the usage chunk is hidden");
+    }
+    c.expect_usable().await;
+    task.abort();
+}
+
+/// A 204 from the provider goes to the client without framing headers and without a body.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_content_answer_has_no_framing_headers() {
+    let (port, task) = raw_provider(b"HTTP/1.1 204 No Content\r\nX-Up: 1\r\n\r\n".to_vec(), false).await;
+    let gw = raw_gateway(port).await;
+    let mut c = Conn::open(&gw).await;
+    c.send(&chat_request("m", "")).await;
+    let r = c.response().await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("transfer-encoding"), None, "{:?}", r.headers);
+    assert_eq!(r.header("content-length"), None, "{:?}", r.headers);
+    assert_eq!(r.header("x-up"), Some("1"));
+    c.expect_usable().await;
+    task.abort();
+}
+
+/// Answers the gateway writes itself carry a `Date`; an empty chunk-size line is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_answers_are_dated_and_empty_chunk_sizes_refused() {
+    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
+    let gw = gateway(&mock).await;
+    let mut c = Conn::open(&gw).await;
+    c.send(&request("GET", "/nowhere", "1.1", "", None)).await;
+    let r = c.response().await;
+    assert_eq!(r.status, 404);
+    let date = r.header("date").expect("a Date header");
+    assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+    let body = chat_body("m", false);
+    let wire = format!("POST {CHAT} HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n\r\n{body}\r\n0\r\n\r\n");
+    expect_refusal(&gw, wire.as_bytes(), 400, "invalid chunk size line").await;
+    assert_eq!(mock.requests(), 0);
 }

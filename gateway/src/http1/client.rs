@@ -125,6 +125,11 @@ impl UpstreamSession {
         }
     }
 
+    /// Not a byte of an answer has come on this exchange.
+    pub fn received_nothing(&self) -> bool {
+        self.head.is_none() && self.reader.buf.is_empty()
+    }
+
     pub fn response_header(&self) -> Option<&ResponseHead> {
         self.head.as_ref()
     }
@@ -175,7 +180,7 @@ impl UpstreamSession {
         // coding, and the connection is not reused (RFC 9112 §6.3).
         let both =
             headers.contains_key(http::header::TRANSFER_ENCODING) && headers.contains_key(http::header::CONTENT_LENGTH);
-        if self.reader.framing == Framing::UntilClose || both {
+        if self.reader.framing == Framing::UntilClose || both || status == StatusCode::SWITCHING_PROTOCOLS {
             self.keepalive = false;
         }
         Ok(Some(ResponseHead { status, headers }))

@@ -102,6 +102,7 @@ impl Reader {
     pub fn shrink(&mut self) {
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
+            self.read_size = READ_MIN;
         }
     }
 
@@ -130,6 +131,10 @@ impl Reader {
                         }
                     }
                     return Ok(Some(self.buf.split().freeze()));
+                }
+                // A size line must start with a hex digit (httparse takes an empty one as 0).
+                Framing::Chunked(0) if self.buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                    return Err(ReadError::Invalid("invalid chunk size line".into()))
                 }
                 Framing::Chunked(0) => match httparse::parse_chunk_size(&self.buf) {
                     Ok(httparse::Status::Complete((used, size))) => {

@@ -11,12 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a keep-alive connection may wait for its next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
-/// How long a client may take to send a request head once it started, and between two
-/// reads of a request body.
+/// How long a client may take to send a request head once its first bytes came, and
+/// between two reads of a request body.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Body bytes up to this size are copied next to the head or chunk header and go in one
 /// write; larger ones are written from where they are.
 const COPY_BELOW: usize = 16 * 1024;
+/// How long writing one piece of an answer may take before the client counts as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Unread request body the gateway reads and drops to keep a connection open.
 const MAX_DRAIN: usize = 64 * 1024;
 
@@ -56,8 +58,31 @@ pub struct ClientSession {
     /// Response bytes not written yet (a head waits for the body's first piece).
     pending: Vec<u8>,
     out: Out,
-    started: bool,
+    /// Body bytes still owed under a `Content-Length`.
+    remaining: Option<u64>,
+    sent: bool,
     ended: bool,
+}
+
+/// `Date` for the answers the gateway writes itself, formatted once per second.
+fn http_date() -> HeaderValue {
+    thread_local! {
+        static CACHE: std::cell::RefCell<(u64, Option<HeaderValue>)> = const { std::cell::RefCell::new((0, None)) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        match &c.1 {
+            Some(v) if c.0 == secs => v.clone(),
+            _ => {
+                let v = HeaderValue::from_str(&httpdate::fmt_http_date(now))
+                    .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+                *c = (secs, Some(v.clone()));
+                v
+            }
+        }
+    })
 }
 
 fn write_error(e: std::io::Error) -> Box<Error> {
@@ -89,7 +114,8 @@ impl ClientSession {
             expect_continue: false,
             pending: Vec::new(),
             out: Out::Length,
-            started: false,
+            remaining: None,
+            sent: false,
             ended: false,
         }
     }
@@ -101,11 +127,13 @@ impl ClientSession {
         stopping: impl std::future::Future<Output = ()>,
     ) -> std::result::Result<(), HeadError> {
         let mut stopping = std::pin::pin!(stopping);
+        // The whole head must come within READ_TIMEOUT of its first bytes.
+        let mut deadline = None;
         loop {
             if !self.reader.buf.is_empty() {
                 if let Some(req) = self.parse_head()? {
                     self.req = req;
-                    self.started = false;
+                    self.sent = false;
                     self.ended = false;
                     return Ok(());
                 }
@@ -120,7 +148,8 @@ impl ClientSession {
                     () = &mut stopping => return Err(HeadError::Closed),
                 }
             } else {
-                tokio::time::timeout(READ_TIMEOUT, self.reader.fill(&mut self.stream)).await
+                let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + READ_TIMEOUT);
+                tokio::time::timeout_at(at, self.reader.fill(&mut self.stream)).await
             };
             match read {
                 Ok(Ok(n)) if n > 0 => {}
@@ -233,14 +262,24 @@ impl ClientSession {
     /// Framing follows the headers: `Content-Length` when given, else chunked (HTTP/1.1) or
     /// until the close (HTTP/1.0).
     pub async fn write_response_header(&mut self, status: StatusCode, mut headers: HeaderMap, end: bool) -> Result<()> {
+        // A head held back from an answer that then failed is replaced.
+        self.pending.clear();
         let no_body = self.req.method == Method::HEAD
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
+        self.remaining = None;
         self.out = if no_body {
-            Out::NoBody
-        } else if headers.contains_key(header::CONTENT_LENGTH) {
+            // No framing headers where there can be no body (RFC 9110 §8.6, §6.4.1); a
+            // HEAD or 304 answer keeps the length of the body it stands for.
             headers.remove(header::TRANSFER_ENCODING);
+            if status.is_informational() || status == StatusCode::NO_CONTENT {
+                headers.remove(header::CONTENT_LENGTH);
+            }
+            Out::NoBody
+        } else if let Ok(Some(n)) = super::content_length(&headers) {
+            headers.remove(header::TRANSFER_ENCODING);
+            self.remaining = Some(n);
             Out::Length
         } else if self.req.http11 {
             headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
@@ -254,6 +293,9 @@ impl ClientSession {
         // `100 Continue`): the connection cannot be reused, so say so.
         if self.expect_continue && self.reader.framing != Framing::Done {
             self.keepalive = false;
+        }
+        if !headers.contains_key(header::DATE) {
+            headers.insert(header::DATE, http_date());
         }
         headers.remove(header::CONNECTION);
         if !self.keepalive {
@@ -270,7 +312,6 @@ impl ClientSession {
         self.pending.extend_from_slice(b"\r\n");
         encode_fields(&headers, &mut self.pending);
         self.pending.extend_from_slice(b"\r\n");
-        self.started = true;
         if end {
             self.write_response_body(None, true).await?;
         }
@@ -279,7 +320,19 @@ impl ClientSession {
 
     /// Sends a piece of the body (and the head, if still held), and ends the body if `end`.
     pub async fn write_response_body(&mut self, data: Option<Bytes>, end: bool) -> Result<()> {
-        let data = data.filter(|d| !d.is_empty() && self.out != Out::NoBody);
+        let mut data = data.filter(|d| !d.is_empty() && self.out != Out::NoBody);
+        // Never more, nor (at the end) less, than the length announced: a mismatch would
+        // make the client read the next answer wrongly, so the connection closes.
+        if let (Some(left), Some(d)) = (self.remaining, data.as_mut()) {
+            if d.len() as u64 > left {
+                d.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+                self.keepalive = false;
+            }
+            self.remaining = Some(left - d.len() as u64);
+        }
+        if end && self.remaining.is_some_and(|left| left > 0) {
+            self.keepalive = false;
+        }
         let mut tail: &[u8] = b"";
         let mut big = None;
         if let Some(d) = data {
@@ -300,19 +353,34 @@ impl ClientSession {
         if end {
             self.ended = true;
         }
-        let result = match big {
-            None if self.pending.is_empty() => return Ok(()),
-            None => self.stream.write_all(&self.pending).await,
-            Some(d) => super::write_all_vectored(&mut self.stream, &self.pending, &[d, Bytes::from_static(tail)]).await,
+        if big.is_none() && self.pending.is_empty() {
+            return Ok(());
+        }
+        self.sent = true;
+        let write = async {
+            match big {
+                None => self.stream.write_all(&self.pending).await?,
+                Some(d) => {
+                    super::write_all_vectored(&mut self.stream, &self.pending, &[d, Bytes::from_static(tail)]).await?
+                }
+            }
+            self.stream.flush().await
+        };
+        // A client that stops reading does not hold the answer (and its provider) forever.
+        let result = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(r) => r.map_err(write_error),
+            Err(_) => Err(Error::explain(ErrorType::WriteTimedout, "the client did not read the answer")),
         };
         self.pending.clear();
-        result.map_err(write_error)?;
-        self.stream.flush().await.map_err(write_error)
+        if result.is_err() {
+            self.keepalive = false;
+        }
+        result
     }
 
-    /// The answer has begun (its head is out or on its way).
+    /// Bytes of the answer have been written (a head only held back does not count).
     pub fn response_started(&self) -> bool {
-        self.started
+        self.sent
     }
 
     /// Resolves when the client closes the connection. Bytes it sends meanwhile (a

@@ -26,6 +26,8 @@ use tracing::{info, warn};
 const MAX_BUFFERED_FAILURE: usize = 1024 * 1024;
 /// How much of a stream is held back while waiting for its first content event.
 const MAX_STREAM_PEEK: usize = 64 * 1024;
+/// Largest unfinished event held while relaying a stream.
+const MAX_EVENT: usize = 1024 * 1024;
 /// Bodies from this size on are sent as slices of the original instead of one copy.
 const SPLICE_ABOVE: usize = 64 * 1024;
 /// Non-streamed JSON answers up to this size are read for token usage.
@@ -321,6 +323,11 @@ impl Gateway {
                 .await;
         }
         let sse = is_event_stream(&out);
+        if sse {
+            // Events are relayed one by one (a usage chunk may be hidden, an error event
+            // added): the provider's length no longer holds.
+            out.remove(http::header::CONTENT_LENGTH);
+        }
         if session.write_response_header(status, out, false).await.is_err() {
             return Ok(AttemptEnd::ClientGone);
         }
@@ -422,7 +429,7 @@ impl Gateway {
                 };
                 match tokio::time::timeout(first_byte, sent).await {
                     Ok(Ok(())) => return Ok(up),
-                    Ok(Err(e)) if reused && fresh_tries < 2 && is_stale_connection(&e) => fresh_tries += 1,
+                    Ok(Err(e)) if reused && fresh_tries < 2 && is_stale_connection(&e, &up) => fresh_tries += 1,
                     Ok(Err(e)) => return Err((classify(&e), e.to_string())),
                     Err(_) => return Err((TransportKind::Timeout, format!("no response head within {first_byte:?}"))),
                 }
@@ -498,6 +505,9 @@ impl Gateway {
             };
             let out = if sse {
                 splitter.push(&data);
+                if splitter.buffered() > MAX_EVENT {
+                    return (StreamEnd::UpstreamBroke(format!("an event over {MAX_EVENT} bytes")), tap.usage);
+                }
                 let mut out = BytesMut::with_capacity(data.len());
                 while let Some(event) = splitter.next_event() {
                     if tap.inspect(&event, hide_usage) {
@@ -749,7 +759,13 @@ fn error_event(api: Option<ClientApi>, detail: &str) -> Bytes {
     Bytes::from(text)
 }
 
-/// A pooled connection that the provider closed while idle.
-fn is_stale_connection(e: &Error) -> bool {
-    matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError | ErrorType::H1Error)
+/// A pooled connection that the provider had closed while idle: the request could not be
+/// written, or the connection ended (or was reset) before a single byte of an answer. Any
+/// later failure may come after the provider ran the request, so it is not sent again.
+fn is_stale_connection(e: &Error, up: &UpstreamSession) -> bool {
+    match e.etype() {
+        ErrorType::WriteError => true,
+        ErrorType::ConnectionClosed | ErrorType::ReadError => up.received_nothing(),
+        _ => false,
+    }
 }
