@@ -229,6 +229,14 @@ fn assert_refused(r: &Response, status: u16, needle: &str) {
 }
 
 /// Sends `bytes` on a new connection and expects the refusal, then the close.
+/// A mock provider, a gateway in front of it, and a connection to the gateway.
+async fn connected() -> (MockLlm, Gateway, Conn) {
+    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
+    let gw = gateway(&mock).await;
+    let c = Conn::open(&gw).await;
+    (mock, gw, c)
+}
+
 async fn expect_refusal(gw: &Gateway, bytes: &[u8], status: u16, needle: &str) {
     let mut c = Conn::open(gw).await;
     c.send(bytes).await;
@@ -239,9 +247,7 @@ async fn expect_refusal(gw: &Gateway, bytes: &[u8], status: u16, needle: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keep_alive_serves_requests_on_one_connection() {
-    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
-    let gw = gateway(&mock).await;
-    let mut c = Conn::open(&gw).await;
+    let (mock, _gw, mut c) = connected().await;
     for model in ["first", "second"] {
         c.send(&chat_request(model, "")).await;
         let r = c.response().await;
@@ -264,9 +270,7 @@ async fn keep_alive_serves_requests_on_one_connection() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelined_requests_are_answered_in_order() {
-    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
-    let gw = gateway(&mock).await;
-    let mut c = Conn::open(&gw).await;
+    let (mock, gw, mut c) = connected().await;
     let mut both = chat_request("first", "X-Request-Id: req-1\r\n");
     both.extend_from_slice(&chat_request("second", "X-Request-Id: req-2\r\n"));
     c.send(&both).await;
@@ -347,9 +351,7 @@ async fn chunked_request_body_is_proxied() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expect_100_continue_is_answered_before_the_body() {
-    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
-    let gw = gateway(&mock).await;
-    let mut c = Conn::open(&gw).await;
+    let (mock, _gw, mut c) = connected().await;
     let wire = chat_request("patient", "Expect: 100-continue\r\n");
     let (head, body) = wire.split_at(wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4);
     c.send(head).await;
@@ -367,9 +369,7 @@ async fn expect_100_continue_is_answered_before_the_body() {
 /// answer says the connection closes, and it does.
 #[tokio::test(flavor = "multi_thread")]
 async fn expect_100_continue_refused_early_closes() {
-    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
-    let gw = gateway(&mock).await;
-    let mut c = Conn::open(&gw).await;
+    let (mock, _gw, mut c) = connected().await;
     let head = "POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n";
     c.send(head.as_bytes()).await;
     let r = c.response().await;
@@ -466,9 +466,7 @@ async fn complete_head_over_64_kib_is_431() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_close_from_the_client_closes_after_the_answer() {
-    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
-    let gw = gateway(&mock).await;
-    let mut c = Conn::open(&gw).await;
+    let (_mock, gw, mut c) = connected().await;
     c.send(&chat_request("bye", "Connection: close\r\n")).await;
     let r = c.response().await;
     assert_answer(&r, "bye");
@@ -728,9 +726,7 @@ async fn no_content_answer_has_no_framing_headers() {
 /// Answers the gateway writes itself carry a `Date`; an empty chunk-size line is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_answers_are_dated_and_empty_chunk_sizes_refused() {
-    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
-    let gw = gateway(&mock).await;
-    let mut c = Conn::open(&gw).await;
+    let (mock, gw, mut c) = connected().await;
     c.send(&request("GET", "/nowhere", "1.1", "", None)).await;
     let r = c.response().await;
     assert_eq!(r.status, 404);
