@@ -180,6 +180,9 @@ async fn grafana_dashboard_uses_existing_metrics() {
     let (_primary, fallback, gw) = failover_gateway().await;
     fallback.set_behavior(Behavior::default());
     post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
+    // Request-level metrics are recorded just after the client has its answer: wait for them.
+    let counted = |text: &str| text.lines().any(|l| l.starts_with("switchyard_requests_total{"));
+    assert!(eventually(Duration::from_secs(2), || async { counted(&gw.metrics().await) }).await);
     let live = gw.metrics().await;
     let names: std::collections::BTreeSet<&str> =
         live.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).collect();
