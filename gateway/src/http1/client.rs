@@ -27,15 +27,11 @@ impl RequestHead {
         RequestHead { method, path, headers }
     }
 
+    /// The head's bytes, in a buffer with room for `extra` more (the body).
     fn encode(&self, extra: usize) -> Vec<u8> {
-        let size: usize = self.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-        let mut out = Vec::with_capacity(self.path.as_str().len() + size + 32 + extra);
-        out.extend_from_slice(self.method.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.path.as_str().as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        super::server::encode_fields(&self.headers, &mut out);
-        out.extend_from_slice(b"\r\n");
+        let mut out = Vec::with_capacity(extra);
+        let start = [self.method.as_str().as_bytes(), b" ", self.path.as_str().as_bytes(), b" HTTP/1.1"];
+        super::encode_head(&start, &self.headers, &mut out);
         out
     }
 }

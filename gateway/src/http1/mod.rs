@@ -222,6 +222,24 @@ pub fn header_map(raw: &Bytes, spans: &[Span]) -> Result<HeaderMap, String> {
     Ok(headers)
 }
 
+/// Appends a message head: the start line (given in pieces), `name: value` for every field,
+/// and the blank line.
+pub fn encode_head(start: &[&[u8]], headers: &HeaderMap, out: &mut Vec<u8>) {
+    let fields: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    out.reserve(start.iter().map(|p| p.len()).sum::<usize>() + fields + 4);
+    for piece in start {
+        out.extend_from_slice(piece);
+    }
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// `token` is in the comma-separated lists of `name` (case-insensitively).
 pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &[u8]) -> bool {
     headers

@@ -89,16 +89,6 @@ fn write_error(e: std::io::Error) -> Box<Error> {
     Error::because(ErrorType::WriteError, "writing to the client", e)
 }
 
-/// `name: value\r\n` for every field.
-pub fn encode_fields(headers: &HeaderMap, out: &mut Vec<u8>) {
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
 impl ClientSession {
     pub fn new(stream: Stream) -> ClientSession {
         ClientSession {
@@ -221,6 +211,14 @@ impl ClientSession {
         }
     }
 
+    /// The body length the request declared (`Content-Length`), while none of it is read.
+    pub fn declared_body_length(&self) -> Option<u64> {
+        match self.reader.framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        }
+    }
+
     /// The whole body when its length was declared: read straight into one buffer of that
     /// size (each read takes what the socket has; no pieces to join). `None` for a chunked
     /// body.
@@ -303,15 +301,9 @@ impl ClientSession {
         } else if !self.req.http11 {
             headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         }
-        let size: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-        self.pending.reserve(size + 64);
-        self.pending.extend_from_slice(b"HTTP/1.1 ");
-        self.pending.extend_from_slice(status.as_str().as_bytes());
-        self.pending.push(b' ');
-        self.pending.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
-        self.pending.extend_from_slice(b"\r\n");
-        encode_fields(&headers, &mut self.pending);
-        self.pending.extend_from_slice(b"\r\n");
+        let reason = status.canonical_reason().unwrap_or("Unknown");
+        let start = [&b"HTTP/1.1 "[..], status.as_str().as_bytes(), b" ", reason.as_bytes()];
+        super::encode_head(&start, &headers, &mut self.pending);
         if end {
             self.write_response_body(None, true).await?;
         }

@@ -108,8 +108,6 @@ pub fn translated_headers(headers: &mut HeaderMap, content_type: &'static str) {
 /// The client-facing copy of a provider's response headers.
 pub fn client_headers(upstream: &ResponseHead) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.headers.len() + 4);
-    let chunked =
-        upstream.headers.get(header::TRANSFER_ENCODING).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
     for (name, value) in upstream.headers.iter() {
         if !is_hop_by_hop(name) {
             out.append(name.clone(), value.clone());
@@ -120,7 +118,7 @@ pub fn client_headers(upstream: &ResponseHead) -> HeaderMap {
     if upstream.headers.contains_key(header::TRANSFER_ENCODING) {
         out.remove(header::CONTENT_LENGTH);
     }
-    if chunked || !out.contains_key(header::CONTENT_LENGTH) {
+    if !out.contains_key(header::CONTENT_LENGTH) {
         out.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }
     out

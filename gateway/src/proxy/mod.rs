@@ -485,10 +485,7 @@ fn unsupported_providers(
 
 /// Reads the request body, refusing bodies over `limit` bytes.
 async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<Bytes, GatewayError> {
-    let req = session.req_header();
-    let declared =
-        req.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if session.declared_body_length().is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
     if let Some(body) = session.read_sized_body().await {
