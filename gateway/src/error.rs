@@ -15,6 +15,12 @@ pub enum GatewayError {
     BadRequest(String),
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within limits.bodyTimeout ({secs}s)")]
+    BodyTimeout { secs: u64 },
+    #[error("the gateway holds too many request bodies right now (limits.maxBufferedBodyBytes); retry in {retry_after_secs}s")]
+    Overloaded { retry_after_secs: u64 },
+    #[error("{message}")]
+    Refused { status: u16, message: String },
     #[error("{0}")]
     BadBody(#[from] BodyError),
     #[error("no provider of this route can take the request: {0}")]
@@ -36,7 +42,9 @@ impl GatewayError {
             | GatewayError::BodyRead(_)
             | GatewayError::BadBody(_)
             | GatewayError::Unsupported(_) => 400,
-            GatewayError::AllEjected { .. } => 503,
+            GatewayError::BodyTimeout { .. } => 408,
+            GatewayError::Refused { status, .. } => *status,
+            GatewayError::AllEjected { .. } | GatewayError::Overloaded { .. } => 503,
             GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => 504,
             GatewayError::Upstream { .. } => 502,
         }
@@ -51,15 +59,25 @@ impl GatewayError {
             | GatewayError::BodyRead(_)
             | GatewayError::BadBody(_)
             | GatewayError::Unsupported(_) => "invalid_request_error",
-            GatewayError::AllEjected { .. } => "service_unavailable",
-            GatewayError::Upstream { kind: TransportKind::Timeout, .. } | GatewayError::Budget => "timeout",
+            GatewayError::Refused { status: 431, .. } => "request_too_large",
+            GatewayError::Refused { .. } => "invalid_request_error",
+            GatewayError::AllEjected { .. } | GatewayError::Overloaded { .. } => "service_unavailable",
+            GatewayError::BodyTimeout { .. }
+            | GatewayError::Upstream { kind: TransportKind::Timeout, .. }
+            | GatewayError::Budget => "timeout",
             GatewayError::Upstream { .. } => "bad_gateway",
         }
     }
 
     /// Whether the client may reasonably send the same request again.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, GatewayError::AllEjected { .. } | GatewayError::Upstream { .. } | GatewayError::Budget)
+        matches!(
+            self,
+            GatewayError::AllEjected { .. }
+                | GatewayError::Overloaded { .. }
+                | GatewayError::Upstream { .. }
+                | GatewayError::Budget
+        )
     }
 
     pub fn body(&self) -> Vec<u8> {

@@ -3,7 +3,8 @@
 //! Module map: [`config`] (YAML to typed model), [`routing`] (routes), [`balancer`]
 //! (priority groups, round-robin), [`health`] (per-provider failure state machine),
 //! [`body`] (the request fields routing reads), [`upstream`] (peers, DNS, connection pool),
-//! [`http1`] (HTTP/1.1 to clients and providers), [`runtime`] (the swappable per-config
+//! [`edge`] (client connections on Pingora's HTTP/1.1 and HTTP/2 sessions, TLS, limits),
+//! [`http1`] (HTTP/1.1 to providers), [`runtime`] (the swappable per-config
 //! state), [`proxy`] (the request path),
 //! [`admin`] (the admin listener), [`server`] (assembling the Pingora server).
 
@@ -11,6 +12,7 @@ pub mod admin;
 pub mod balancer;
 pub mod body;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod health;
 pub mod http1;

@@ -4,6 +4,7 @@
 //! finish, up to `shutdown.drainTimeout`, then exit 0), and systemd notifications.
 
 use crate::config;
+use crate::edge::tls::CertStore;
 use crate::proxy::Gateway;
 use crate::telemetry::metrics;
 use async_trait::async_trait;
@@ -58,13 +59,15 @@ pub fn in_flight() -> usize {
 pub struct Reloader {
     pub path: PathBuf,
     pub gateway: Arc<Gateway>,
+    /// The certificates of the TLS listeners, re-read on every reload.
+    certs: Vec<(SocketAddr, Arc<CertStore>)>,
     /// Serializes reloads (SIGHUP and the admin endpoint may race).
     lock: Mutex<()>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, gateway: Arc<Gateway>) -> Reloader {
-        Reloader { path, gateway, lock: Mutex::new(()) }
+    pub fn new(path: PathBuf, gateway: Arc<Gateway>, certs: Vec<(SocketAddr, Arc<CertStore>)>) -> Reloader {
+        Reloader { path, gateway, certs, lock: Mutex::new(()) }
     }
 
     /// Validates the file first; a bad file leaves the running configuration in place.
@@ -90,8 +93,27 @@ impl Reloader {
         let new = config::load_file(&self.path).map_err(|e| e.errors)?;
         let current = self.gateway.runtime();
         let old = &current.config;
-        if new.listen != old.listen || new.admin_listen != old.admin_listen || new.threads != old.threads {
-            warn!("listen, admin.listen and threads changes take effect on the next binary upgrade (SIGUSR2), not on reload");
+        let addrs = |c: &config::Config| c.listen.iter().map(|l| (l.addr, l.tls.is_some())).collect::<Vec<_>>();
+        if addrs(&new) != addrs(old)
+            || new.admin_listen != old.admin_listen
+            || new.threads != old.threads
+            || new.limits.max_connections != old.limits.max_connections
+        {
+            warn!("listen, admin.listen, threads and limits.maxConnections changes take effect on the next binary upgrade (SIGUSR2), not on reload");
+        }
+        // Certificates and keys are read again (certbot renewals): loading the config
+        // checked every pair, so a bad one was refused above and the old pairs stay.
+        let mut errors = Vec::new();
+        for (addr, store) in &self.certs {
+            let files = new.listen.iter().find(|l| l.addr == *addr).and_then(|l| l.tls.as_ref());
+            if let Some(files) = files {
+                if let Err(e) = store.reload(files) {
+                    errors.push(format!("listen {addr}: {e}"));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         self.gateway.reload(new).map_err(|e| vec![format!("accessLog.path: {e}")])
     }

@@ -3,6 +3,8 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::edge::tls::CertStore;
+use crate::edge::Edge;
 use crate::lifecycle::{Lifecycle, Reloader, Signals, UpgradeCommand};
 use crate::probe::Prober;
 use crate::proxy::{Gateway, Proxy};
@@ -14,6 +16,9 @@ use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Bytes of an answer gathered before a write: a typical head and a chat answer fit.
+const WRITE_BUFFER: usize = 4096;
 
 /// Process-level options from the command line.
 #[derive(Debug, Clone)]
@@ -48,20 +53,30 @@ pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, 
     let drain_timeout = config.drain_timeout;
     let gateway = Arc::new(Gateway::new(config)?);
 
-    let mut proxy = Service::new("switchyard".to_string(), Proxy(gateway.clone()));
-    for addr in &listen {
-        // No buffering in Pingora's stream: the HTTP/1 layer reads into its own buffer, held
-        // only while a request is read, and writes each answer in one piece.
-        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::unbuffered()));
+    let mut proxy = Service::new("switchyard".to_string(), Edge::new(Arc::new(Proxy(gateway.clone()))));
+    let mut certs = Vec::new();
+    for l in &listen {
+        // No read buffer in Pingora's stream (the HTTP session reads into its own buffers,
+        // held only while a request is read); a small write buffer, so that a head and a
+        // small body leave in one write.
+        let buffers = L4BufferSettings::new(0, WRITE_BUFFER);
+        let mut listener = ListenerConfig::tcp(l.addr.to_string()).l4_buffer(buffers);
+        if let Some(files) = &l.tls {
+            let store = CertStore::new(files.clone()).map_err(std::io::Error::other)?;
+            listener = listener.tls(store.settings().map_err(std::io::Error::other)?);
+            certs.push((l.addr, store));
+        }
+        proxy.add_listener(listener);
     }
     server.add_service(proxy);
 
     // Always running, so a reload can turn probes on.
     server.add_service(background_service("health probes", Prober { gateway: gateway.clone() }));
-    let reloader = Arc::new(Reloader::new(opts.config_path.clone(), gateway.clone()));
+    let reloader = Arc::new(Reloader::new(opts.config_path.clone(), gateway.clone(), certs));
     let upgrade = UpgradeCommand { config: opts.config_path.clone(), upgrade_sock: opts.upgrade_sock.clone() };
     server.add_service(background_service("signals", Signals { reloader: reloader.clone(), upgrade }));
-    server.add_service(background_service("lifecycle", Lifecycle { listen: listen.clone(), drain_timeout }));
+    let addrs = listen.iter().map(|l| l.addr).collect();
+    server.add_service(background_service("lifecycle", Lifecycle { listen: addrs, drain_timeout }));
 
     if let Some(addr) = admin {
         let app = AdminApp { gateway: gateway.clone(), reloader };

@@ -22,6 +22,50 @@ use std::time::Duration;
 /// Default cap on a request body; larger bodies are answered 413.
 pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
 
+/// A proxy listener: an address, plain (HTTP/1.1 and h2c) or TLS (ALPN h2 and http/1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate chain and key of a TLS listener, checked readable and matching at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// What one client connection and request may cost (`limits:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_request_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// How long a request head may take once its first byte came.
+    pub header_timeout: Duration,
+    /// How long a whole request body may take.
+    pub body_timeout: Duration,
+    /// Request bodies held in memory across all requests at once.
+    pub max_buffered_body_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_body_bytes: DEFAULT_MAX_BODY,
+            max_header_bytes: 64 * 1024,
+            max_connections: 65_536,
+            idle_timeout: Duration::from_secs(75),
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(120),
+            max_buffered_body_bytes: 1 << 30,
+        }
+    }
+}
+
 /// Every problem found in a configuration file, each naming its YAML path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -44,11 +88,11 @@ impl std::error::Error for ConfigError {}
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listener>,
     pub threads: usize,
     pub work_stealing: bool,
     pub admin_listen: Option<SocketAddr>,
-    pub max_request_body_bytes: usize,
+    pub limits: Limits,
     pub drain_timeout: Duration,
     pub access_log: crate::telemetry::access_log::Destination,
     pub routes: Vec<Route>,
@@ -367,10 +411,9 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
     if raw.listen.is_empty() {
         cx.push("listen", "at least one address is required");
     }
-    for (i, l) in raw.listen.iter().enumerate() {
-        match l.parse::<SocketAddr>() {
-            Ok(a) => listen.push(a),
-            Err(_) => cx.push(&format!("listen[{i}]"), format!("invalid address {l:?}; expected IP:PORT")),
+    for (i, value) in raw.listen.into_iter().enumerate() {
+        if let Some(l) = build_listener(value, &format!("listen[{i}]"), cx) {
+            listen.push(l);
         }
     }
     let admin_listen = raw.admin.and_then(|a| match a.listen.parse::<SocketAddr>() {
@@ -388,14 +431,7 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let max_request_body_bytes = match raw.limits.max_request_body_bytes {
-        Some(0) => {
-            cx.push("limits.maxRequestBodyBytes", "must be greater than 0");
-            DEFAULT_MAX_BODY
-        }
-        Some(n) => n,
-        None => DEFAULT_MAX_BODY,
-    };
+    let limits = build_limits(&raw.limits, cx);
     use crate::telemetry::access_log::Destination;
     let access_log = match (raw.access_log.enabled, raw.access_log.path.as_deref()) {
         (Some(false), _) => Destination::Off,
@@ -493,7 +529,7 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         threads,
         work_stealing: raw.work_stealing.unwrap_or(true),
         admin_listen,
-        max_request_body_bytes,
+        limits,
         drain_timeout,
         access_log,
         routes,
@@ -501,7 +537,88 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
     })
 }
 
+fn build_listener(value: Value, path: &str, cx: &mut Errors) -> Option<Listener> {
+    let (address, tls) = match value {
+        Value::String(s) => (s, None),
+        v @ Value::Mapping(_) => {
+            let l: RawListener = cx.de(v, path)?;
+            (l.address, l.tls)
+        }
+        other => {
+            cx.push(path, format!("expected \"IP:PORT\" or {{address, tls}}, got {other:?}"));
+            return None;
+        }
+    };
+    let addr_path = if tls.is_some() { format!("{path}.address") } else { path.to_string() };
+    let Ok(addr) = address.parse::<SocketAddr>() else {
+        cx.push(&addr_path, format!("invalid address {address:?}; expected IP:PORT"));
+        return None;
+    };
+    let tls = match tls {
+        None => None,
+        Some(t) => {
+            let files = TlsFiles { cert_file: t.cert_file, key_file: t.key_file };
+            if let Err(e) = crate::edge::tls::load(&files) {
+                cx.push(&format!("{path}.tls"), e);
+                return None;
+            }
+            Some(files)
+        }
+    };
+    Some(Listener { addr, tls })
+}
+
+fn build_limits(raw: &RawLimits, cx: &mut Errors) -> Limits {
+    let d = Limits::default();
+    let mut positive = |value: Option<usize>, default: usize, field: &str| match value {
+        Some(0) => {
+            cx.push(&format!("limits.{field}"), "must be greater than 0");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    let max_request_body_bytes = positive(raw.max_request_body_bytes, d.max_request_body_bytes, "maxRequestBodyBytes");
+    let max_header_bytes = positive(raw.max_header_bytes, d.max_header_bytes, "maxHeaderBytes");
+    let max_connections = positive(raw.max_connections, d.max_connections, "maxConnections");
+    let buffered = raw.max_buffered_body_bytes.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let max_buffered_body_bytes = positive(buffered, d.max_buffered_body_bytes as usize, "maxBufferedBodyBytes") as u64;
+    if max_header_bytes > crate::edge::MAX_HEADER_BYTES {
+        let max = crate::edge::MAX_HEADER_BYTES;
+        cx.push("limits.maxHeaderBytes", format!("at most {max} (the HTTP/1 parser's own limit)"));
+    }
+    let mut limits = Limits {
+        max_request_body_bytes,
+        max_header_bytes,
+        max_connections,
+        idle_timeout: cx.duration(raw.idle_timeout.as_deref(), d.idle_timeout, "limits.idleTimeout"),
+        header_timeout: cx.duration(raw.header_timeout.as_deref(), d.header_timeout, "limits.headerTimeout"),
+        body_timeout: cx.duration(raw.body_timeout.as_deref(), d.body_timeout, "limits.bodyTimeout"),
+        max_buffered_body_bytes,
+    };
+    for (field, value) in [
+        ("idleTimeout", &mut limits.idle_timeout),
+        ("headerTimeout", &mut limits.header_timeout),
+        ("bodyTimeout", &mut limits.body_timeout),
+    ] {
+        if value.as_millis() < 1 {
+            cx.push(&format!("limits.{field}"), "must be at least 1ms");
+            *value = Duration::from_millis(1);
+        }
+    }
+    limits
+}
+
+/// Headers that frame or route the message itself: route header modifiers may not touch them.
+const FRAMING_HEADERS: [&str; 5] = ["host", "content-length", "transfer-encoding", "connection", "upgrade"];
+
 fn header_modifier(raw: &RawHeaderModifier, path: &str, cx: &mut Errors) -> HeaderModifier {
+    let names = raw.add.keys().map(|k| ("add", k)).chain(raw.set.keys().map(|k| ("set", k)));
+    for (field, name) in names.chain(raw.remove.iter().map(|k| ("remove", k))) {
+        if FRAMING_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            cx.push(&format!("{path}.{field}"), format!("{name:?} frames the message and cannot be modified"));
+        }
+    }
     let mut pairs = |map: &std::collections::BTreeMap<String, String>, field: &str| {
         let mut out = Vec::new();
         for (k, v) in map {
@@ -667,15 +784,7 @@ fn read_secret(secret: &RawSecret) -> Result<Secret, String> {
             Err(_) => return Err(format!("environment variable {var} is not set")),
         },
         (None, Some(file)) => {
-            use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(file).map_err(|e| format!("key file {file}: {e}"))?;
-            let mode = meta.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(format!(
-                    "key file {file} is readable by group or others (mode {:o}); chmod 600 it",
-                    mode & 0o777
-                ));
-            }
+            check_private_file(file)?;
             let text = std::fs::read_to_string(file).map_err(|e| format!("key file {file}: {e}"))?;
             let key = text.trim();
             if key.is_empty() {
@@ -689,6 +798,17 @@ fn read_secret(secret: &RawSecret) -> Result<Secret, String> {
         return Err("the key contains characters that cannot go in an HTTP header".to_string());
     }
     Ok(Secret(key))
+}
+
+/// A file holding a secret must not be readable, writable or runnable by group or others.
+pub fn check_private_file(file: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(file).map_err(|e| format!("key file {file}: {e}"))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(format!("key file {file} is readable by group or others (mode {:o}); chmod 600 it", mode & 0o777));
+    }
+    Ok(())
 }
 
 fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawConfig {
-    pub listen: Vec<String>,
+    /// Each item is `"IP:PORT"` or `{address, tls}` ([`RawListener`]), read one by one.
+    pub listen: Vec<Value>,
     #[serde(default)]
     pub threads: Option<usize>,
     #[serde(default)]
@@ -37,10 +38,32 @@ pub struct RawAdmin {
     pub listen: String,
 }
 
+/// A listener written as a map: `{address: "0.0.0.0:8443", tls: {certFile, keyFile}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawListener {
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTls {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawLimits {
     pub max_request_body_bytes: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub idle_timeout: Option<String>,
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub max_buffered_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

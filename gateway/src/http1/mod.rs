@@ -1,14 +1,13 @@
-//! HTTP/1.1 on both sides of the gateway, on Pingora's transport streams.
+//! HTTP/1.1 toward providers, on Pingora's transport streams.
 //!
-//! Pingora's `ProxyHttp` session and H1 client cost more per request than the proxy does
-//! (a separate send for a request head, a pool task per reused connection, session state and
-//! 64 KiB buffers per connection). The gateway answers every request itself, so it speaks
-//! HTTP/1.1 directly: heads parsed by `httparse` with header values sharing the read buffer,
-//! a response head and a small body in one write, buffers only while something is read.
-//! Pingora still owns the listeners, socket handover on upgrade, TLS and connecting.
+//! Pingora's H1 client costs more per request than the proxy does (a separate send for a
+//! request head, a pool task per reused connection, 64 KiB buffers per connection), and it
+//! only faces configured providers, so the gateway speaks HTTP/1.1 to them directly: heads
+//! parsed by `httparse` with header values sharing the read buffer, a request head and its
+//! body in one write, buffers only while something is read. Pingora still owns connecting
+//! and TLS. (Clients are served by Pingora's own server sessions: [`crate::edge`].)
 
 pub mod client;
-pub mod server;
 
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderName, HeaderValue};
@@ -95,14 +94,6 @@ impl Reader {
             Ok(0) => Err(ReadError::Closed(what)),
             Ok(_) => Ok(()),
             Err(e) => Err(ReadError::Io(e)),
-        }
-    }
-
-    /// Drops the buffer when nothing is in it, so an idle connection holds none.
-    pub fn shrink(&mut self) {
-        if self.buf.is_empty() {
-            self.buf = BytesMut::new();
-            self.read_size = READ_MIN;
         }
     }
 

@@ -1,11 +1,11 @@
 //! Building the heads that go upstream and back to the client.
 
 use crate::config::{Auth, ProviderConfig, Route};
-use crate::http1::server::ClientRequest as RequestHeader;
 use crate::routing::apply_header_modifier;
 use crate::runtime::Upstream;
 use crate::upstream::{RequestHead, ResponseHead};
 use http::{header, HeaderMap, HeaderName, HeaderValue};
+use pingora_http::RequestHeader;
 
 pub static X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provider");
 pub static X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
@@ -20,6 +20,12 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// A field the message's `Connection` header names: meant for this hop only (RFC 9110
+/// §7.6.1), never forwarded either way.
+fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    crate::http1::has_token(headers, header::CONNECTION, name.as_str().as_bytes())
+}
+
 /// Headers that carry a client's credentials for one provider API or another.
 fn is_credential(name: &HeaderName) -> bool {
     name == header::AUTHORIZATION || matches!(name.as_str(), "x-api-key" | "api-key" | "x-goog-api-key")
@@ -30,9 +36,11 @@ fn is_credential(name: &HeaderName) -> bool {
 /// credentials unless the provider passes them through. Then the route's modifiers.
 fn forwarded_headers(client: &RequestHeader, route: &Route, provider: &ProviderConfig) -> HeaderMap {
     let passthrough = provider.auth == Auth::Passthrough;
+    let connection = client.headers.contains_key(header::CONNECTION);
     let mut headers = HeaderMap::with_capacity(client.headers.len() + 6);
     for (name, value) in client.headers.iter() {
         let skip = is_hop_by_hop(name)
+            || (connection && named_by_connection(&client.headers, name))
             || name == header::HOST
             || name == header::CONTENT_LENGTH
             || name == header::EXPECT
@@ -108,8 +116,9 @@ pub fn translated_headers(headers: &mut HeaderMap, content_type: &'static str) {
 /// The client-facing copy of a provider's response headers.
 pub fn client_headers(upstream: &ResponseHead) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.headers.len() + 4);
+    let connection = upstream.headers.contains_key(header::CONNECTION);
     for (name, value) in upstream.headers.iter() {
-        if !is_hop_by_hop(name) {
+        if !is_hop_by_hop(name) && !(connection && named_by_connection(&upstream.headers, name)) {
             out.append(name.clone(), value.clone());
         }
     }

@@ -1,5 +1,5 @@
-//! The request path: a Pingora `ServerApp` that reads each request off the client
-//! connection ([`crate::http1`]), answers it through the attempt loop, and logs it.
+//! The request path: each request that the edge ([`crate::edge`]) hands over on a Pingora
+//! server session is checked, answered through the attempt loop, and logged.
 //!
 //! Pingora's own proxy retry replays at most 64 KiB of body, so the attempt loop here keeps
 //! the full body and sends it to each provider in turn. A failed answer is read to the end (it
@@ -15,9 +15,12 @@ pub use headers::{X_ATTEMPTS, X_MODEL, X_PROVIDER, X_REQUEST_ID};
 use crate::balancer::{NoProvider, Pick, ProviderSet};
 use crate::body::ChatRequest;
 use crate::config::{Config, Route, TransportKind};
+use crate::edge::budget::{BodyBudget, Reservation};
+use crate::edge::checks::{self, Refusal};
+use crate::edge::session::ClientSession as Session;
+use crate::edge::{refuse, Handler};
 use crate::error::GatewayError;
 use crate::health::{Clock, SystemClock};
-use crate::http1::server::{ClientSession as Session, HeadError};
 use crate::providers::ClientApi;
 use crate::runtime::{BackendRuntime, HealthRegistry, Runtime};
 use crate::sse::Usage;
@@ -27,10 +30,9 @@ use crate::upstream::Connector;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use attempt::{AttemptEnd, Failed};
-use bytes::{Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderName, HeaderValue};
-use pingora_core::apps::ServerApp;
-use pingora_core::protocols::Stream;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use pingora_core::protocols::http::ReusableHttpStream;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::{Error, ErrorType};
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub struct Gateway {
     connector: Connector,
     clock: SystemClock,
     access_log: ArcSwap<AccessLog>,
+    /// Request bodies held in memory by all requests (`limits.maxBufferedBodyBytes`).
+    bodies: Arc<BodyBudget>,
 }
 
 /// Per-request state.
@@ -52,6 +56,8 @@ pub struct Gateway {
 pub struct Ctx {
     /// Counts the request as in flight (for draining) until the context is dropped.
     in_flight: Option<crate::lifecycle::InFlight>,
+    /// The request body's share of the body budget, held until the request ends.
+    body_held: Option<Reservation>,
     started: Option<Instant>,
     request_id: Option<HeaderValue>,
     route: Option<String>,
@@ -97,6 +103,7 @@ impl Gateway {
     pub fn new(config: Config) -> std::io::Result<Gateway> {
         let access_log = AccessLog::open(&config.access_log)?;
         let registry = HealthRegistry::default();
+        let bodies = BodyBudget::new(config.limits.max_buffered_body_bytes);
         let runtime = Runtime::build(config, &registry);
         Ok(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
@@ -104,6 +111,7 @@ impl Gateway {
             connector: Connector::default(),
             clock: SystemClock,
             access_log: ArcSwap::from_pointee(access_log),
+            bodies,
         })
     }
 
@@ -113,6 +121,7 @@ impl Gateway {
         if config.access_log != self.runtime.load().config.access_log {
             self.access_log.store(Arc::new(AccessLog::open(&config.access_log)?));
         }
+        self.bodies.set_limit(config.limits.max_buffered_body_bytes);
         let runtime = Runtime::build(config, &self.registry);
         self.runtime.store(Arc::new(runtime));
         Ok(())
@@ -147,12 +156,28 @@ impl Gateway {
             return self.list_models(session, ctx, backend).await;
         }
 
-        let body = match read_body(session, rt.config.max_request_body_bytes).await {
+        let held = ctx.body_held.insert(self.bodies.reservation());
+        let body = match session.read_body(&rt.config.limits, held).await {
             Ok(b) => b,
             Err(e) => {
+                ctx.body_held = None;
                 // The rest of the body is unread: the connection cannot be reused.
                 session.close_after();
-                return self.reject(session, ctx, e, &[]).await;
+                let reason = match &e {
+                    GatewayError::Overloaded { .. } => Some("body_budget"),
+                    GatewayError::BodyTimeout { .. } => Some("body_timeout"),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    metrics::with(|m| m.refused.with_label_values(&[reason]).inc());
+                }
+                let retry = match &e {
+                    GatewayError::Overloaded { retry_after_secs } => {
+                        vec![(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs))]
+                    }
+                    _ => Vec::new(),
+                };
+                return self.reject(session, ctx, e, &retry).await;
             }
         };
         ctx.bytes_in = body.len();
@@ -327,11 +352,20 @@ impl Gateway {
         }
         let status = http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
         ctx.status = Some(e.status());
+        if session.body_pending() {
+            // Answered before the body was read: the connection closes after it.
+            session.close_after();
+        }
         ctx.error = Some(e.to_string());
         session.write_response_header(status, headers, false).await?;
         ctx.ttfb = ctx.started.map(|s| s.elapsed());
         ctx.bytes_out = body.len();
         session.write_response_body(Some(Bytes::from(body)), true).await?;
+        // Answered before the body was read: read and drop the rest so a client still
+        // uploading reads this answer rather than a reset; the connection then closes.
+        if session.body_pending() {
+            session.discard_body().await;
+        }
         Ok(())
     }
 
@@ -395,64 +429,79 @@ impl Gateway {
     }
 }
 
-/// The Pingora service: a shared handle on the [`Gateway`].
+/// The request handler behind the edge: a shared handle on the [`Gateway`].
 pub struct Proxy(pub Arc<Gateway>);
 
 #[async_trait]
-impl ServerApp for Proxy {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let mut session = Session::new(stream);
-        loop {
-            let mut stop = shutdown.clone();
-            let stopping = async move {
-                while !*stop.borrow_and_update() {
-                    if stop.changed().await.is_err() {
-                        break;
-                    }
-                }
+impl Handler for Proxy {
+    async fn handle(&self, mut session: Session, shutdown: &ShutdownWatch) -> Option<ReusableHttpStream> {
+        let limits = self.limits();
+        if !session.is_h2() {
+            // The edge read the whole head already: Pingora parses it without waiting.
+            let refusal = match session.read_head().await {
+                Ok(true) => None,
+                Ok(false) => return None,
+                Err(e) => Some(head_refusal(&e)?),
             };
-            match session.read_request(stopping).await {
-                Ok(()) => {}
-                Err(HeadError::Closed) => return None,
-                Err(HeadError::Invalid(status, message)) => {
-                    debug!(%status, %message, "refusing a malformed request");
-                    let e = GatewayError::BadRequest(message);
-                    session.refuse(status, e.body()).await;
-                    return None;
-                }
-            }
-            if crate::lifecycle::draining() || *shutdown.borrow() {
-                session.close_after();
-            }
-            let mut ctx = Ctx::default();
-            // Boxed: the attempt loop's state is large, and an unboxed future would make
-            // every connection's task (idle keep-alive ones included) that large.
-            let result = Box::pin(self.0.serve(&mut session, &mut ctx)).await;
-            let error = match result {
-                Ok(()) => None,
-                Err(e) => {
-                    session.close_after();
-                    if !session.response_started() {
-                        let reply = GatewayError::Upstream { kind: TransportKind::Reset, detail: e.to_string() };
-                        let _ = self.0.reject(&mut session, &mut ctx, reply, &[]).await;
-                    }
-                    Some(e)
-                }
-            };
-            self.0.log_request(&session, &ctx, error.as_deref());
-            drop(ctx);
-            if !session.finish().await {
+            if let Some(r) = refusal {
+                refuse(&mut session, r).await;
                 return None;
             }
         }
+        if let Err(r) = checks::check_head(session.req_header(), session.raw_head().as_deref(), limits.max_header_bytes)
+        {
+            refuse(&mut session, r).await;
+            if session.body_pending() {
+                session.discard_body().await;
+            }
+            return None;
+        }
+        // After a chunked body the connection closes: nothing read past its end can be
+        // taken as a next request, whatever framing a hop in front of the gateway saw.
+        if crate::lifecycle::draining() || *shutdown.borrow() || session.is_chunked() {
+            session.close_after();
+        }
+        let mut ctx = Ctx::default();
+        // Boxed: the attempt loop's state is large, and an unboxed future would make every
+        // connection's task (idle keep-alive ones included) that large.
+        let result = Box::pin(self.0.serve(&mut session, &mut ctx)).await;
+        let error = match result {
+            Ok(()) => None,
+            Err(e) => {
+                session.close_after();
+                if !session.response_started() {
+                    let reply = GatewayError::Upstream { kind: TransportKind::Reset, detail: e.to_string() };
+                    let _ = self.0.reject(&mut session, &mut ctx, reply, &[]).await;
+                }
+                Some(e)
+            }
+        };
+        self.0.log_request(&session, &ctx, error.as_deref());
+        drop(ctx);
+        session.finish().await
+    }
+
+    fn limits(&self) -> crate::config::Limits {
+        self.0.runtime.load().config.limits
     }
 }
 
-/// Resolves when the client closes its connection.
-///
-/// No timer and, usually, no syscall: the client's socket is only read when the kernel said
-/// it had something, and the request read before left it drained. (A timer per request
-/// costs more: a new earliest deadline wakes the runtime's driver through its eventfd.)
+/// The answer to a request head Pingora could not read; `None` when the client just went
+/// away (nothing to answer).
+fn head_refusal(e: &Error) -> Option<Refusal> {
+    let text = e.to_string();
+    let status = match e.etype() {
+        ErrorType::ReadTimedout => StatusCode::REQUEST_TIMEOUT,
+        ErrorType::InvalidHTTPHeader if text.contains("larger than") || text.contains("too many headers") => {
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        }
+        ErrorType::InvalidHTTPHeader => StatusCode::BAD_REQUEST,
+        _ => return None,
+    };
+    Some(Refusal::new(status, format!("malformed request head: {text}")))
+}
+
+/// Resolves when the client goes away (HTTP/1 close, HTTP/2 reset).
 async fn client_gone(session: &mut Session) {
     session.closed().await;
 }
@@ -480,29 +529,6 @@ fn unsupported_providers(
     match first_error {
         Some(e) if providers.iter().all(|p| excluded.contains(p.index)) => Err(e),
         _ => Ok(excluded),
-    }
-}
-
-/// Reads the request body, refusing bodies over `limit` bytes.
-async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<Bytes, GatewayError> {
-    if session.declared_body_length().is_some_and(|n| n > limit as u64) {
-        return Err(GatewayError::BodyTooLarge { limit });
-    }
-    if let Some(body) = session.read_sized_body().await {
-        return body.map_err(GatewayError::BodyRead);
-    }
-    let mut buf = BytesMut::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > limit {
-                    return Err(GatewayError::BodyTooLarge { limit });
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(e) => return Err(GatewayError::BodyRead(e)),
-        }
     }
 }
 

@@ -5,8 +5,8 @@
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    exponential_buckets, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, HistogramVec,
-    IntCounterVec, IntGaugeVec,
+    exponential_buckets, register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 pub struct Metrics {
@@ -21,6 +21,8 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub tokens: IntCounterVec,
     pub reloads: IntCounterVec,
+    pub connections: IntGauge,
+    pub refused: IntCounterVec,
 }
 
 fn buckets() -> Vec<f64> {
@@ -89,6 +91,15 @@ fn build() -> Result<Metrics, pingora_prometheus::prometheus::Error> {
             "switchyard_config_reloads_total",
             "Configuration reloads by result (success, failure).",
             &["result"]
+        )?,
+        connections: register_int_gauge!(
+            "switchyard_client_connections",
+            "Client connections open now (HTTP/1.1 and HTTP/2, plain and TLS)."
+        )?,
+        refused: register_int_counter_vec!(
+            "switchyard_refused_total",
+            "Client connections and requests refused by the edge, by reason (max_connections, bad_request, header_too_large, header_timeout, body_timeout, body_budget).",
+            &["reason"]
         )?,
     })
 }
