@@ -118,7 +118,7 @@ pub fn client_headers(upstream: &ResponseHead) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.headers.len() + 4);
     let connection = upstream.headers.contains_key(header::CONNECTION);
     for (name, value) in upstream.headers.iter() {
-        if !is_hop_by_hop(name) && !(connection && named_by_connection(&upstream.headers, name)) {
+        if !(is_hop_by_hop(name) || (connection && named_by_connection(&upstream.headers, name))) {
             out.append(name.clone(), value.clone());
         }
     }
