@@ -2,11 +2,12 @@
 //! either deliver to the client or hand back a failure for the next attempt.
 
 use super::headers::{self, client_headers, is_event_stream, stamp};
+use super::verdict::{verdict, Answer};
 use super::{classify, client_gone, AttemptRecord, Ctx, Gateway, Request};
 use crate::balancer::Selection;
 use crate::config::{ProviderKind, TransportKind};
 use crate::edge::session::ClientSession as Session;
-use crate::health::{hints, Clock, FailureKind, Outcome, Transition};
+use crate::health::{hints, Clock, FailureKind, Outcome, Permit, ProviderHealth, Transition};
 use crate::providers::{self, ClientApi, Credentials, StreamTranslator};
 use crate::routing::apply_header_modifier;
 use crate::runtime::{BackendRuntime, Upstream};
@@ -105,6 +106,9 @@ impl Gateway {
         let backend = req.backend;
         let slot = &backend.balancer.providers[sel.provider];
         let upstream = &backend.upstreams[sel.provider];
+        // A trial (half-open) slot is given back however this attempt ends, unless a
+        // verdict is recorded with it.
+        let mut trial = TrialSlot { health: &slot.health, permit: Some(sel.permit) };
         let provider = slot.config.name.as_str();
         let started = Instant::now();
         let mut record = AttemptRecord {
@@ -171,7 +175,6 @@ impl Gateway {
                     }
                     Err(e) => {
                         // Not the provider's fault: no health verdict, just try the next one.
-                        slot.health.release(sel.permit);
                         record.error = Some("translate");
                         self.finish_attempt(ctx, record, started, "translate");
                         let detail = format!("{provider}: {e}");
@@ -190,17 +193,16 @@ impl Gateway {
         let (mut up, peer) = match exchange {
             Exchange::Head(up, peer) => (up, peer),
             Exchange::ClientGone => {
-                slot.health.release(sel.permit);
                 return Ok(self.client_gone(ctx, record, started));
             }
             Exchange::Transport(kind, detail) => {
                 let fkind = if kind == TransportKind::Timeout { FailureKind::Timeout } else { FailureKind::Transport };
                 let outcome = Outcome::Failure { kind: fkind, hint: None, detail: detail.clone() };
-                record.ejected = self.judge(backend, sel, &outcome);
+                record.ejected = self.judge(backend, sel.provider, trial.take(), &outcome);
                 record.error = Some(kind.as_str());
                 self.finish_attempt(ctx, record, started, kind.as_str());
                 warn!(provider, error = kind.as_str(), %detail, "attempt failed");
-                let stop = !backend.balancer.backend.retry.on_transport.contains(&kind);
+                let stop = !verdict(Answer::Transport(kind), &backend.balancer.backend.retry, is_last).retryable;
                 let detail = format!("{provider}: {detail}");
                 return Ok(AttemptEnd::Failed(Box::new(Failed::gone(provider, kind, detail, stop))));
             }
@@ -232,7 +234,8 @@ impl Gateway {
         } else {
             Outcome::Success
         };
-        let mut retryable = unhealthy || backend.balancer.backend.retry.on_status.contains(&code);
+        let retry = &backend.balancer.backend.retry;
+        let mut decision = verdict(Answer::Status { code, unhealthy }, retry, is_last);
         let model = slot.config.model.clone().or_else(|| ctx.model_requested.clone()).unwrap_or_default();
         // A translated stream: provider events (SSE or Bedrock's event stream) in, the
         // client API's SSE out. Usage is always asked for, and hidden as for OpenAI.
@@ -248,24 +251,23 @@ impl Gateway {
         // A stream that looks fine at the head may still open with an error event, or end
         // before any content: hold its first events back until it shows which.
         let mut prefix = Bytes::new();
-        if !retryable && status.is_success() && (translator.is_some() || is_event_stream(&out)) {
+        if !decision.retryable && status.is_success() && (translator.is_some() || is_event_stream(&out)) {
             let wait = first_byte.saturating_sub(started.elapsed());
             match peek_stream(session, &mut up, wait, &mut translator).await {
                 Peek::Content(p) => prefix = p,
                 Peek::ClientGone => {
-                    slot.health.release(sel.permit);
-                    return Ok(self.client_gone(ctx, record, started));
+                        return Ok(self.client_gone(ctx, record, started));
                 }
                 Peek::Failed(p, detail) => {
                     prefix = p;
                     outcome = Outcome::Failure { kind: FailureKind::Stream, hint: None, detail: detail.clone() };
-                    retryable = true;
+                    decision = verdict(Answer::BadStream, retry, is_last);
                     record.error = Some("stream");
                 }
                 Peek::Transport(kind, detail) => {
                     let fkind = if kind == TransportKind::Timeout { FailureKind::Timeout } else { FailureKind::Stream };
                     let outcome = Outcome::Failure { kind: fkind, hint: None, detail: detail.clone() };
-                    record.ejected = self.judge(backend, sel, &outcome);
+                    record.ejected = self.judge(backend, sel.provider, trial.take(), &outcome);
                     record.error = Some(if kind == TransportKind::Timeout { "timeout" } else { "stream" });
                     self.finish_attempt(ctx, record, started, "stream");
                     let detail = format!("{provider}: {detail}");
@@ -273,15 +275,15 @@ impl Gateway {
                 }
             }
         }
-        record.ejected = self.judge(backend, sel, &outcome);
+        record.ejected = self.judge(backend, sel.provider, trial.take(), &outcome);
         let label = match (&outcome, record.error) {
-            (Outcome::Success, _) if retryable => "retryable",
+            (Outcome::Success, _) if decision.retryable => "retryable",
             (Outcome::Success, _) => "success",
             (_, Some(e)) => e,
             _ => "unhealthy",
         };
 
-        if retryable && !is_last {
+        if decision.failover {
             // Keep the answer in case nobody else can be tried; reading it to the end also
             // lets the connection go back to the pool.
             let kept = if record.error.is_some() { None } else { read_small_body(&mut up, first_byte).await };
@@ -348,8 +350,7 @@ impl Gateway {
             StreamEnd::UpstreamBroke(detail) => {
                 warn!(provider, %detail, "provider failed mid-response");
                 let outcome = Outcome::Failure { kind: FailureKind::Stream, hint: None, detail: detail.clone() };
-                let normal = Selection { permit: crate::health::Permit::Normal, ..sel };
-                self.judge(backend, normal, &outcome);
+                self.judge(backend, sel.provider, crate::health::Permit::Normal, &outcome);
                 ctx.error = Some(format!("{provider} failed mid-response: {detail}"));
                 if sse {
                     // Never a clean end: the client sees an explicit error event.
@@ -383,13 +384,13 @@ impl Gateway {
     }
 
     /// Records an outcome in the provider's health; returns whether it ejected the provider.
-    pub(super) fn judge(&self, backend: &BackendRuntime, sel: Selection, outcome: &Outcome) -> bool {
-        let slot = &backend.balancer.providers[sel.provider];
+    pub(super) fn judge(&self, backend: &BackendRuntime, provider: usize, permit: Permit, outcome: &Outcome) -> bool {
+        let slot = &backend.balancer.providers[provider];
         let policy = &backend.balancer.backend.health;
         let now = self.clock.now();
         slot.health.window.record(now, matches!(outcome, Outcome::Failure { .. }));
         let transition = backend.balancer.with_eject_lock(slot.group, || {
-            slot.health.record(outcome, sel.permit, now, &policy.eviction, &policy.recovery, || {
+            slot.health.record(outcome, permit, now, &policy.eviction, &policy.recovery, || {
                 backend.balancer.may_eject(slot.group, now)
             })
         });
@@ -597,6 +598,28 @@ impl Gateway {
         match session.write_response_body(None, true).await {
             Ok(()) => (StreamEnd::Complete, usage),
             Err(_) => (StreamEnd::ClientGone, usage),
+        }
+    }
+}
+
+/// The permit an attempt holds on its provider's health (a trial slot, in half-open):
+/// released when dropped unless a verdict took it, so no early return can leak a slot.
+struct TrialSlot<'a> {
+    health: &'a ProviderHealth,
+    permit: Option<Permit>,
+}
+
+impl TrialSlot<'_> {
+    /// The permit, for recording a verdict (which ends the trial one way or the other).
+    fn take(&mut self) -> Permit {
+        self.permit.take().unwrap_or(Permit::Normal)
+    }
+}
+
+impl Drop for TrialSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.permit.take() {
+            self.health.release(p);
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod attempt;
 mod headers;
+pub mod verdict;
 
 pub use attempt::report_transition;
 pub use headers::{X_ATTEMPTS, X_MODEL, X_PROVIDER, X_REQUEST_ID};
