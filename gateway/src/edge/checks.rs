@@ -45,7 +45,8 @@ pub fn check_head(req: &RequestHeader, raw_head: Option<&[u8]>, max_header_bytes
     // Origin form (`/path`) or absolute form (`http://host/path`, whose authority Pingora
     // checked against Host); the asterisk form and anything else names no API.
     let target = req.raw_path();
-    if !target.starts_with(b"/") && req.uri.scheme().is_none() {
+    let absolute = |scheme: &[u8]| target.get(..scheme.len()).is_some_and(|t| t.eq_ignore_ascii_case(scheme));
+    if !target.starts_with(b"/") && !absolute(b"http://") && !absolute(b"https://") {
         return bad("request target must be a path (origin form) or an absolute URL");
     }
     Ok(())
@@ -98,7 +99,7 @@ mod tests {
     use super::*;
 
     fn head(raw: &str) -> (RequestHeader, Vec<u8>) {
-        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut fields = [httparse::EMPTY_HEADER; 256];
         let mut p = httparse::Request::new(&mut fields);
         p.parse(raw.as_bytes()).unwrap();
         let mut req = RequestHeader::build(p.method.unwrap(), p.path.unwrap().as_bytes(), None).unwrap();

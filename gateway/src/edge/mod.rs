@@ -253,8 +253,8 @@ mod tests {
 
     #[test]
     fn head_end_after_the_empty_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"), Some(29));
-        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nbody"), Some(25));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: a\n\nbody"), Some(24));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r"), None);
         assert_eq!(head_end(b""), None);
