@@ -44,12 +44,18 @@ impl Gateway {
     }
 
     pub async fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), "[\"127.0.0.1:{PORT}\"]", body, env).await
+    }
+
+    /// Starts the gateway in `dir` with `listen` as the value of `listen:` (`{PORT}` is the
+    /// plain listener the harness waits for, `{DIR}` the directory).
+    pub async fn start_in(dir: tempfile::TempDir, listen: &str, body: &str, env: &[(&str, &str)]) -> Gateway {
         let port = free_port();
         let admin_port = free_port();
-        let dir = tempfile::tempdir().expect("tempdir");
         // `{DIR}` in the body stands for the gateway's own temporary directory.
         let body = body.replace("{DIR}", &dir.path().display().to_string());
-        let config = format!("listen: [\"127.0.0.1:{port}\"]\nadmin: {{listen: \"127.0.0.1:{admin_port}\"}}\nthreads: 2\nshutdown: {{drainTimeout: 5s}}\n{body}");
+        let listen = listen.replace("{PORT}", &port.to_string()).replace("{DIR}", &dir.path().display().to_string());
+        let config = format!("listen: {listen}\nadmin: {{listen: \"127.0.0.1:{admin_port}\"}}\nthreads: 2\nshutdown: {{drainTimeout: 5s}}\n{body}");
         let config_path = dir.path().join("switchyard.yaml");
         std::fs::write(&config_path, &config).expect("write config");
         let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");

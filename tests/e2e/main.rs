@@ -6,6 +6,7 @@ mod harness;
 
 mod bad_input;
 mod config;
+mod edge;
 mod failover;
 mod health;
 mod http1;

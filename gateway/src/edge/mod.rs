@@ -100,7 +100,7 @@ impl<H: Handler> ServerApp for Edge<H> {
                 Some(p) => p,
                 None => next_request(&mut stream, limits.idle_timeout, shutdown).await?,
             };
-            if first && !tls && is_h2_preface(&start) {
+            if first && !tls && h2_preface(&mut stream, &mut start, limits.header_timeout).await {
                 // h2c prior knowledge: give the bytes back, then Pingora's HTTP/2 server.
                 let stream = rewind(stream, &start)?;
                 return ServerApp::process_new(&self.h2, stream, shutdown).await;
@@ -196,8 +196,23 @@ pub async fn refuse(session: &mut ClientSession, r: Refusal) {
     session.refuse(r.status, e.body()).await;
 }
 
-/// Whether a connection's first bytes are (the start of) the HTTP/2 preface. No HTTP/1
-/// request starts so: `PRI` is reserved for it.
+/// Whether a plain connection opens with the HTTP/2 preface (h2c prior knowledge): reads
+/// until its first bytes tell (`PRI ` starts no HTTP/1 request; `P` alone may be `POST`).
+async fn h2_preface(stream: &mut Stream, start: &mut BytesMut, wait: Duration) -> bool {
+    const TELLS: usize = 4;
+    let read_more = async {
+        while start.len() < TELLS && is_h2_preface(start) {
+            match stream.read_buf(start).await {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, read_more).await;
+    start.len() >= TELLS && is_h2_preface(start)
+}
+
+/// Whether bytes are (the start of) the HTTP/2 preface.
 fn is_h2_preface(start: &[u8]) -> bool {
     let n = start.len().min(H2_PREFACE.len());
     start[..n] == H2_PREFACE[..n]

@@ -256,7 +256,7 @@ impl Gateway {
             match peek_stream(session, &mut up, wait, &mut translator).await {
                 Peek::Content(p) => prefix = p,
                 Peek::ClientGone => {
-                        return Ok(self.client_gone(ctx, record, started));
+                    return Ok(self.client_gone(ctx, record, started));
                 }
                 Peek::Failed(p, detail) => {
                     prefix = p;
