@@ -559,3 +559,18 @@ async fn tls_key_readable_by_others_and_framing_header_modifiers_are_refused() {
     assert!(out.contains("routes[0].requestHeaders.set: \"Host\" frames the message"), "{out}");
     assert!(out.contains("routes[0].responseHeaders.remove: \"Transfer-Encoding\" frames the message"), "{out}");
 }
+
+/// The official OpenAI Python SDK over HTTP/2 (httpx `http2=True`) on the TLS listener,
+/// trusting a test CA: chat and streaming.
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_over_http2_and_tls() {
+    let python = crate::sdk::sdk_python().unwrap_or_else(|e| panic!("{e}"));
+    let mock = MockLlm::start("p", Behavior { stream_chunks: 3, ..Behavior::default() }).await.unwrap();
+    let (gw, ca) = tls_gateway(&mock, "").await;
+    let base = format!("https://localhost:{}/v1", gw_tls_port(&gw));
+    let script = repo_root().join("tests/sdk/check_http2.py");
+    let out = tokio::process::Command::new(python).arg(script).arg(&base).arg(&ca.ca_file).output().await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("http2 ok"), "{text}");
+    assert_eq!(mock.requests(), 2);
+}

@@ -47,7 +47,7 @@ fn has_sdks(python: &Path) -> Result<(), String> {
 }
 
 /// A Python with the SDKs of tests/sdk/requirements.txt; why there is none otherwise.
-fn sdk_python() -> Result<PathBuf, String> {
+pub fn sdk_python() -> Result<PathBuf, String> {
     if let Some(python) = std::env::var_os("SWITCHYARD_SDK_PYTHON") {
         let python = PathBuf::from(python);
         has_sdks(&python).map_err(|e| format!("SWITCHYARD_SDK_PYTHON={} has no SDKs: {e}", python.display()))?;
