@@ -4,7 +4,7 @@
 #   bench/run.sh [options]
 #
 #   -d, --duration SECS   measured time per scenario and proxy (default 10)
-#       --scenarios LIST  comma-separated subset of 1-6 (default 1,2,3,4,5,6)
+#       --scenarios LIST  comma-separated subset of 1-8 (default 1,2,3,4,5,6,7,8)
 #       --repeat N        measure every scenario N times, alternating which proxy goes
 #                         first; the tables show medians (default 1)
 #       --smoke           1 s per scenario, no pass/fail judgement (CI: the harness works)
@@ -19,7 +19,8 @@
 # Scenarios (details in bench/README.md): 1 healthy primary; 2 primary answers 429 and is
 # ejected; 3 every request meets the failing primary first; 4 1 MiB bodies with failover;
 # 5 time to first byte of a 100-event SSE stream, gateway versus direct; 6 RSS with 1,000
-# open keep-alive connections.
+# open keep-alive connections; 7 the healthy primary over TLS (keep-alive, HTTP/1.1);
+# 8 10,000 concurrent slow SSE streams (an event a second), RSS and CPU.
 #
 # The proxy under test (one worker) runs on CPU 0; wrk, bench-load and the mock upstream
 # (nginx returning fixed OpenAI answers) on CPU 1. Everything listens on 127.0.0.1 on free
@@ -34,13 +35,15 @@ for arg in "$@"; do
 done
 
 duration=10
-scenarios="1,2,3,4,5,6"
+scenarios="1,2,3,4,5,6,7,8"
 repeat=1
 smoke=0
 write_results=0
 build=1
 wrk_conns=32
 hold_conns=1000
+slow_streams=10000
+slow_events=20
 warmup=1
 perf_scenarios=""
 quiet_wait=""
@@ -67,7 +70,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 duration="${duration%s}"
-if [ "$smoke" = 1 ]; then duration=1; fi
+if [ "$smoke" = 1 ]; then duration=1; slow_streams=200; slow_events=3; fi
 [ -n "$quiet_wait" ] || { if [ "$smoke" = 1 ]; then quiet_wait=0; else quiet_wait=120; fi; }
 [[ "$quiet_wait" =~ ^[0-9]+$ ]] || { echo "run.sh: --quiet-wait must be whole seconds" >&2; exit 2; }
 [[ "$duration" =~ ^[0-9]+$ && "$duration" -ge 1 ]] || { echo "run.sh: --duration must be whole seconds >= 1" >&2; exit 2; }
@@ -94,9 +97,10 @@ fi
 for tool in "$NGINX" wrk taskset curl; do
   command -v "$tool" >/dev/null || die "$tool not found (run bench/setup.sh)"
 done
-GATEWAY="$ROOT/target/release/switchyard"
+GATEWAY="${GATEWAY:-$ROOT/target/release/switchyard}"
 LOAD="$ROOT/target/release/bench-load"
-for bin in "$GATEWAY" "$LOAD"; do
+MOCK="$ROOT/target/release/mock-llm"
+for bin in "$GATEWAY" "$LOAD" "$MOCK"; do
   [ -x "$bin" ] || die "$bin missing (run bench/setup.sh or drop --no-build)"
 done
 
@@ -252,7 +256,8 @@ render() { # template output: replaces @KEY@ with the value of shell variable KE
   done
 }
 
-for port_var in PORT_OK_A PORT_OK_B PORT_429 PORT_503 PORT_SSE PORT_GATEWAY PORT_ADMIN PORT_PEER; do
+for port_var in PORT_OK_A PORT_OK_B PORT_429 PORT_503 PORT_SSE PORT_GATEWAY PORT_ADMIN PORT_PEER \
+  PORT_GATEWAY_TLS PORT_PEER_TLS PORT_SLOW; do
   pick_port "$port_var"
 done
 
@@ -263,6 +268,15 @@ BODY_1M="$WORK/body-1mib.json"
 "$LOAD" body --bytes 600 >"$BODY_CHAT"
 "$LOAD" body --bytes 600 --stream >"$BODY_STREAM"
 "$LOAD" body --bytes 1048576 >"$BODY_1M"
+
+# ---------------------------------------------------------------- TLS (scenario 7)
+# One self-signed certificate for both proxies' TLS listeners (wrk does not verify).
+TLS_CERT="$WORK/tls.pem"
+TLS_KEY="$WORK/tls.key"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$TLS_KEY" -out "$TLS_CERT" 2>/dev/null ||
+  die "openssl could not make a test certificate"
+chmod 600 "$TLS_KEY"
 
 # ---------------------------------------------------------------- mock upstream
 render bench/nginx/mock.conf.in "$WORK/mock.conf"
@@ -275,7 +289,7 @@ for w in $(children_of "${PIDS[0]}"); do WORKERS+=("$w"); done
 
 expect_status() { # url want body_file -> dies unless the status is `want`
   local got
-  got="$(curl -s -D "$WORK/curl.head" -o "$WORK/curl.out" -w '%{http_code}' \
+  got="$(curl -sk -D "$WORK/curl.head" -o "$WORK/curl.out" -w '%{http_code}' \
     -H 'content-type: application/json' --data-binary "@$3" "$1")" || true
   [ "$got" = "$2" ] || die "$1 answered $got, expected $2: $(head -c 300 "$WORK/curl.out")"
 }
@@ -302,6 +316,10 @@ configure() { # scenario: sets the upstreams and policies of both proxies
          PRIMARY="127.0.0.1:$PORT_429 max_fails=0" ;;
     5)   PORT_PRIMARY=$PORT_SSE; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT; BUFFERING=off
          PRIMARY="127.0.0.1:$PORT_SSE max_fails=1 fail_timeout=60s" ;;
+    7)   PORT_PRIMARY=$PORT_OK_A; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT
+         PRIMARY="127.0.0.1:$PORT_OK_A max_fails=1 fail_timeout=60s" ;;
+    8)   PORT_PRIMARY=$PORT_SLOW; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT; BUFFERING=off
+         PRIMARY="127.0.0.1:$PORT_SLOW max_fails=1 fail_timeout=60s" ;;
   esac
   PORT_BACKUP=$PORT_OK_B
   BACKUP="127.0.0.1:$PORT_OK_B"
@@ -413,8 +431,10 @@ measure_wrk() { # scenario proxy(sy|ng) body
   wait_quiet
   if [ "$who" = sy ]; then
     start_switchyard "$s"; url="http://127.0.0.1:$PORT_GATEWAY/v1/chat/completions"; pid=$SY_PID
+    [ "$s" != 7 ] || url="https://127.0.0.1:$PORT_GATEWAY_TLS/v1/chat/completions"
   else
     start_peer "$s"; url="http://127.0.0.1:$PORT_PEER/v1/chat/completions"; pid=$PEER_WORKER
+    [ "$s" != 7 ] || url="https://127.0.0.1:$PORT_PEER_TLS/v1/chat/completions"
   fi
   expect_status "$url" 200 "$body"
   if [ "$who" = sy ]; then check_provider "$s"; fi
@@ -507,6 +527,34 @@ scenario_hold() { # round
   done
 }
 
+# ---------------------------------------------------------------- scenario 8: slow streams
+SLOW_PID=""
+scenario_streams() { # round
+  local order=(sy ng) who line addr pid
+  [ $(($1 % 2)) = 1 ] || order=(ng sy)
+  # The upstream: an event a second (the mock provider, release build, on the load CPU).
+  taskset -c "$LOAD_CPU" "$MOCK" --name slow --listen "127.0.0.1:$PORT_SLOW" \
+    --stream-chunks "$slow_events" --chunk-delay-ms 1000 >>"$WORK/mock-slow.log" 2>&1 &
+  SLOW_PID=$!
+  PIDS+=("$SLOW_PID")
+  wait_port "$PORT_SLOW" "slow mock"
+  for who in "${order[@]}"; do
+    wait_quiet
+    if [ "$who" = sy ]; then
+      start_switchyard 8; addr="127.0.0.1:$PORT_GATEWAY"; pid=$SY_PID
+    else
+      start_peer 8; addr="127.0.0.1:$PORT_PEER"; pid=$PEER_WORKER
+    fi
+    line="$(taskset -c "$LOAD_CPU" "$LOAD" streams --addr "$addr" --streams "$slow_streams" \
+      --body-file "$BODY_STREAM" --pid "$pid" --window "$((slow_events / 4 + 1))" 2>"$WORK/streams.err")" ||
+      die "bench-load streams failed against $who: $(cat "$WORK/streams.err")"
+    for k in opened complete errors cpu_pct rss_kib hwm_kib open_ms; do add "8.$who.$k" "$(field "$line" "$k")"; done
+    if [ "$who" = sy ]; then stop_switchyard; else stop_peer; fi
+    log "  $who: $(field "$line" complete)/$slow_streams streams complete, $(field "$line" errors) errors; CPU $(field "$line" cpu_pct)%, RSS $(field "$line" rss_kib) KiB (peak $(field "$line" hwm_kib))"
+  done
+  stop_pid "$SLOW_PID"; forget_pid "$SLOW_PID"
+}
+
 # ---------------------------------------------------------------- run
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 STARTED="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -514,16 +562,19 @@ names=([1]="Healthy primary" [2]="Primary answers 429 and is ejected"
        [3]="Every request meets the failing primary first (no ejection)"
        [4]="1 MiB request bodies, failover on every request"
        [5]="Streaming: time to first byte, 100-event SSE"
-       [6]="1,000 concurrent keep-alive connections")
+       [6]="1,000 concurrent keep-alive connections"
+       [7]="Healthy primary over TLS (HTTP/1.1 keep-alive)"
+       [8]="$slow_streams concurrent slow SSE streams (an event a second)")
 for ((round = 1; round <= repeat; round++)); do
-  for s in 1 2 3 4 5 6; do
+  for s in 1 2 3 4 5 6 7 8; do
     want "$s" || continue
     log "scenario $s (round $round/$repeat): ${names[$s]}"
     case "$s" in
-      1|2|3) scenario_wrk "$s" "$BODY_CHAT" "$round" ;;
+      1|2|3|7) scenario_wrk "$s" "$BODY_CHAT" "$round" ;;
       4) scenario_wrk 4 "$BODY_1M" "$round" ;;
       5) scenario_ttfb ;;
       6) scenario_hold "$round" ;;
+      8) scenario_streams "$round" ;;
     esac
   done
 done
@@ -576,6 +627,9 @@ report_wrk() { # scenario
     3) target="req/s ≥ 1.5× nginx"
        measured="$(ratio "$rs" "$rn")"
        ge "$rs" "$(awk -v v="$rn" 'BEGIN { print 1.5 * v }')" && [ "$errs_ok" = 1 ] && ok=0 ;;
+    7) target="req/s ≥ 0.8× nginx with TLS"
+       measured="$(ratio "$rs" "$rn") req/s; p99 $(ms "$p99s") vs $(ms "$p99n")"
+       ge "$rs" "$(awk -v v="$rn" 'BEGIN { print 0.8 * v }')" && [ "$errs_ok" = 1 ] && ok=0 ;;
     4) target="works for both (no errors) and req/s ≥ 0.8× nginx"
        measured="$(ratio "$rs" "$rn"); errors switchyard $(sum 4.sy.errors), nginx $(sum 4.ng.errors)"
        ge "$rs" "$(awk -v v="$rn" 'BEGIN { print 0.8 * v }')" && [ "$errs_ok" = 1 ] &&
@@ -638,6 +692,27 @@ report_hold() {
   SUMMARY+=("| 6 | RSS < 50 MiB with $hold_conns connections | $(mib "$rs") | $v |")
 }
 
+report_streams() {
+  local rs rn
+  rs="$(med 8.sy.rss_kib)"; rn="$(med 8.ng.rss_kib)"
+  echo "### 8. ${names[8]}"
+  echo
+  echo "| proxy | streams complete | errors | CPU while open | RSS while open | peak RSS |"
+  echo "|---|--:|--:|--:|--:|--:|"
+  echo "| switchyard | $(med 8.sy.complete)/$slow_streams | $(sum 8.sy.errors) | $(med 8.sy.cpu_pct)% | $(mib "$rs") | $(mib "$(med 8.sy.hwm_kib)") |"
+  echo "| nginx | $(med 8.ng.complete)/$slow_streams | $(sum 8.ng.errors) | $(med 8.ng.cpu_pct)% | $(mib "$rn") | $(mib "$(med 8.ng.hwm_kib)") |"
+  echo "| switchyard/nginx | | | $(ratio "$(med 8.sy.cpu_pct)" "$(med 8.ng.cpu_pct)") | $(ratio "$rs" "$rn") | $(ratio "$(med 8.sy.hwm_kib)" "$(med 8.ng.hwm_kib)") |"
+  echo
+  echo "Each stream: one connection, one streaming chat request, $slow_events events a second apart from the upstream (the mock provider on CPU $LOAD_CPU). CPU and RSS are sampled while every stream is open."
+  echo
+  local ok=1
+  ge "$(awk -v v="$rn" 'BEGIN { print 2 * v }')" "$rs" && [ "$(sum 8.sy.errors)" = 0 ] && ok=0
+  local v; v="$(verdict "$ok")"
+  echo "Target: RSS ≤ 2× nginx's and no errors — $v ($(ratio "$rs" "$rn"), $(sum 8.sy.errors) errors)"
+  echo
+  SUMMARY+=("| 8 | $slow_streams slow streams: RSS ≤ 2× nginx, no errors | $(ratio "$rs" "$rn") RSS, CPU $(med 8.sy.cpu_pct)% vs $(med 8.ng.cpu_pct)%, $(sum 8.sy.errors) errors | $v |")
+}
+
 REPORT="$WORK/report.md"
 {
   for s in 1 2 3 4; do
@@ -645,6 +720,8 @@ REPORT="$WORK/report.md"
   done
   if want 5; then report_ttfb; fi
   if want 6; then report_hold; fi
+  if want 7; then report_wrk 7; fi
+  if want 8; then report_streams; fi
   echo "### Targets"
   echo
   echo "| # | target | measured | result |"
@@ -702,6 +779,7 @@ for key in "${!R[@]}"; do
   case "$key" in
     *.errors|*.non200) [ "$(sum "$key")" = 0 ] || broken+=" ${key%.*}" ;;
     6.*.ok1|6.*.ok2) [ "$(med "$key")" = "$hold_conns" ] || broken+=" ${key%.*}" ;;
+    8.*.complete) [ "$(med "$key")" = "$slow_streams" ] || broken+=" ${key%.*}" ;;
   esac
 done
 finished=1

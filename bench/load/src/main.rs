@@ -8,6 +8,10 @@
 //! * `hold`: open N keep-alive connections, send one request on each (all in flight at
 //!   once), keep them open and read the resident memory of the given processes.
 //!
+//! * `streams`: open N streaming requests at once (slow streams: the upstream sends an event
+//!   a second), read each to its end, and report the proxy's resident memory and CPU use
+//!   while all of them are open.
+//!
 //! Results are printed as `RESULT key=value ...` lines for `bench/run.sh`.
 
 mod http;
@@ -76,6 +80,26 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         settle_ms: u64,
     },
+    /// Open N streaming requests at once and read them to their end; report the proxy's
+    /// RSS and CPU use while all are open.
+    Streams {
+        /// HOST:PORT of the proxy.
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value_t = 10_000)]
+        streams: usize,
+        #[arg(long, default_value = "/v1/chat/completions")]
+        path: String,
+        /// Request body (JSON, `"stream":true`).
+        #[arg(long)]
+        body_file: PathBuf,
+        /// PID of the proxy process (RSS and CPU time from /proc).
+        #[arg(long)]
+        pid: String,
+        /// Seconds of CPU and memory sampling once every stream is open.
+        #[arg(long, default_value_t = 5.0)]
+        window: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +111,9 @@ fn main() -> ExitCode {
         }
         Cmd::Hold { addr, conns, path, body_file, pids, settle_ms } => {
             hold(&addr, conns, &path, &body_file, &pids, settle_ms)
+        }
+        Cmd::Streams { addr, streams, path, body_file, pid, window } => {
+            slow_streams(&addr, streams, &path, &body_file, &pid, window)
         }
     };
     match result {
@@ -343,4 +370,96 @@ fn round(conns: &mut [(std::net::TcpStream, Vec<u8>)], req: &[u8]) -> Result<usi
         eprintln!("bench-load: hold: first failure: {e}");
     }
     Ok(ok)
+}
+
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_seconds(pid: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("read /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).context("short stat")?.iter().filter_map(|v| v.parse::<f64>().ok()).sum();
+    Ok(ticks / 100.0)
+}
+
+/// How one slow stream went.
+#[derive(Default)]
+struct StreamStats {
+    opened: bool,
+    complete: bool,
+}
+
+fn slow_streams(addr: &str, n: usize, path: &str, body_file: &PathBuf, pid: &str, window: f64) -> Result<()> {
+    let body = std::fs::read(body_file).with_context(|| format!("read {}", body_file.display()))?;
+    let req = std::sync::Arc::new(http::post_request(addr, path, &body, &[("connection", "close")]));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let addr = addr.to_string();
+    rt.block_on(async move {
+        let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::with_capacity(n);
+        for i in 0..n {
+            let (addr, req, opened) = (addr.clone(), req.clone(), opened.clone());
+            tasks.push(tokio::spawn(async move { one_stream(&addr, &req, &opened).await }));
+            // Connect in batches, so that the listen backlogs are not the test.
+            if i % 256 == 255 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // Every stream has its first event: sample CPU and memory over the window.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while opened.load(std::sync::atomic::Ordering::Relaxed) < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let open_ms = started.elapsed().as_millis();
+        let cpu0 = cpu_seconds(pid)?;
+        tokio::time::sleep(Duration::from_secs_f64(window)).await;
+        let cpu1 = cpu_seconds(pid)?;
+        let (rss, hwm) = memory_kib(pid)?;
+        let mut ok = 0;
+        let mut open = 0;
+        for t in tasks {
+            let s = t.await.unwrap_or_default();
+            open += usize::from(s.opened);
+            ok += usize::from(s.complete);
+        }
+        let cpu_pct = (cpu1 - cpu0) / window * 100.0;
+        println!(
+            "RESULT streams={n} opened={open} complete={ok} errors={} open_ms={open_ms} cpu_pct={cpu_pct:.1} rss_kib={rss} hwm_kib={hwm}",
+            n - ok
+        );
+        Ok(())
+    })
+}
+
+/// One streaming request: counts as opened at its first event, complete at `[DONE]`.
+async fn one_stream(addr: &str, req: &[u8], opened: &std::sync::atomic::AtomicUsize) -> StreamStats {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stats = StreamStats::default();
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return stats };
+    if s.write_all(req).await.is_err() {
+        return stats;
+    }
+    let mut buf = vec![0u8; 4096];
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await;
+        let Ok(Ok(got)) = read else { return stats };
+        if got == 0 {
+            return stats;
+        }
+        tail.extend_from_slice(&buf[..got]);
+        if !stats.opened && tail.windows(5).any(|w| w == b"data:") {
+            stats.opened = true;
+            opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if tail.windows(6).any(|w| w == b"[DONE]") {
+            stats.complete = true;
+            return stats;
+        }
+        // Keep only what a marker split across reads needs.
+        if tail.len() > 16 {
+            tail.drain(..tail.len() - 16);
+        }
+    }
 }
