@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod http1;
+pub mod import;
 pub mod lifecycle;
 pub mod probe;
 pub mod providers;
