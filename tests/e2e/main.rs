@@ -9,6 +9,7 @@ mod config;
 mod failover;
 mod health;
 mod http1;
+mod import;
 mod observability;
 mod operations;
 mod providers;

@@ -320,4 +320,3 @@ fn unique(base: &str, taken: impl Fn(&str) -> bool) -> String {
     }
     (2..).map(|i| format!("{base}-{i}")).find(|n| !taken(n)).unwrap_or_else(|| base.to_string())
 }
-
