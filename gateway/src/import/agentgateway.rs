@@ -54,17 +54,8 @@ pub fn backend(cx: &mut Ctx<'_>, obj: &Object) -> Option<usize> {
     if groups.is_empty() {
         return None;
     }
-    let mut out = BackendOut {
-        name: cx.backend_name(&obj.key.name),
-        origin: obj.origin(),
-        groups,
-        health: HealthOut::default(),
-        health_from: None,
-        retry: Default::default(),
-        retry_from: None,
-        provider_paths: true,
-        notes: Vec::new(),
-    };
+    let mut out =
+        BackendOut { provider_paths: true, ..BackendOut::new(cx.backend_name(&obj.key.name), obj.origin(), groups) };
     if let Some(p) = &policies {
         cx.unmapped(obj, p, &["auth", "health"], "Switchyard has no equivalent");
         if let Some(h) = p.get("health") {

@@ -2,7 +2,7 @@
 //! policies (Gateway API and Envoy shapes) and attaching policies to backends and routes.
 
 use super::documents::{Node, Object};
-use super::{Ctx, HealthOut, RetryOut};
+use super::{BackendOut, Ctx, HealthOut, Origin, RetryOut};
 
 /// The variables Switchyard's Bedrock provider reads its credentials from.
 pub const AWS_ENV: [(&str, &str); 2] = [
@@ -119,28 +119,45 @@ pub fn envoy_retry_on(cx: &mut Ctx<'_>, obj: &Object, node: &Node<'_>, codes: &[
 
 /// Sets `retry` on backend `b`, reporting when another policy set it before.
 pub fn attach_retry(cx: &mut Ctx<'_>, obj: &Object, b: usize, retry: &RetryOut) {
-    let origin = obj.origin();
-    let backend = &mut cx.plan.backends[b];
-    if let Some(prev) = backend.retry_from.replace(origin.clone()) {
-        if prev != origin {
-            let name = backend.name.clone();
-            cx.warn(obj, "", format!("backend {name} already had a retry policy from {prev}; this one replaces it"));
-        }
-    }
+    record_source(cx, obj, b, "retry", |bk| &mut bk.retry_from);
     cx.plan.backends[b].retry = retry.clone();
 }
 
 /// Sets `health` on backend `b`, reporting when another policy set it before.
 pub fn attach_health(cx: &mut Ctx<'_>, obj: &Object, b: usize, health: &HealthOut) {
+    record_source(cx, obj, b, "health", |bk| &mut bk.health_from);
+    cx.plan.backends[b].health = health.clone();
+}
+
+/// Records `obj` as the source of one policy of backend `b`; reports a replaced one.
+fn record_source(
+    cx: &mut Ctx<'_>,
+    obj: &Object,
+    b: usize,
+    what: &str,
+    field: fn(&mut BackendOut) -> &mut Option<Origin>,
+) {
     let origin = obj.origin();
     let backend = &mut cx.plan.backends[b];
-    if let Some(prev) = backend.health_from.replace(origin.clone()) {
+    let name = backend.name.clone();
+    if let Some(prev) = field(backend).replace(origin.clone()) {
         if prev != origin {
-            let name = backend.name.clone();
-            cx.warn(obj, "", format!("backend {name} already had a health policy from {prev}; this one replaces it"));
+            cx.warn(obj, "", format!("backend {name} already had a {what} policy from {prev}; this one replaces it"));
         }
     }
-    cx.plan.backends[b].health = health.clone();
+}
+
+/// Sets the per-attempt and whole-request timeouts, when given, on the routes.
+pub fn set_route_timeouts(cx: &mut Ctx<'_>, routes: &[usize], per_try: Option<String>, request: Option<String>) {
+    for &i in routes {
+        let route = &mut cx.plan.routes[i];
+        if per_try.is_some() {
+            route.timeout_first_byte.clone_from(&per_try);
+        }
+        if request.is_some() {
+            route.timeout_request.clone_from(&request);
+        }
+    }
 }
 
 /// A CEL `unhealthyCondition`, checked with Switchyard's own compiler.

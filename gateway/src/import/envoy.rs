@@ -51,15 +51,8 @@ fn ai_route(cx: &mut Ctx<'_>, obj: &Object) {
         }
         let name = if rules.len() > 1 { format!("{}-{i}", obj.key.name) } else { obj.key.name.clone() };
         let backend = BackendOut {
-            name: cx.backend_name(&name),
-            origin: obj.origin(),
-            groups,
-            health: HealthOut::default(),
-            health_from: None,
-            retry: RetryOut::default(),
-            retry_from: None,
-            provider_paths: false,
             notes: vec!["priority groups from the rule's backendRefs, lowest priority value first".to_string()],
+            ..BackendOut::new(cx.backend_name(&name), obj.origin(), groups)
         };
         let backend = cx.push_backend(backend);
         let mut route = RouteOut {
@@ -159,17 +152,7 @@ pub fn plain_backend(cx: &mut Ctx<'_>, obj: &Object) -> Option<usize> {
     if providers.is_empty() {
         return None;
     }
-    let out = BackendOut {
-        name: cx.backend_name(&obj.key.name),
-        origin: obj.origin(),
-        groups: vec![providers],
-        health: HealthOut::default(),
-        health_from: None,
-        retry: RetryOut::default(),
-        retry_from: None,
-        provider_paths: false,
-        notes: Vec::new(),
-    };
+    let out = BackendOut::new(cx.backend_name(&obj.key.name), obj.origin(), vec![providers]);
     Some(cx.push_backend(out))
 }
 
@@ -367,15 +350,7 @@ pub fn policies(cx: &mut Ctx<'_>) {
         }
         let request = spec.get("timeout").and_then(|t| t.get("http")).and_then(|h| h.get("requestTimeout"));
         let request = request.and_then(|n| common::duration(cx, obj, &n));
-        for &i in &routes {
-            let route = &mut cx.plan.routes[i];
-            if per_try.is_some() {
-                route.timeout_first_byte.clone_from(&per_try);
-            }
-            if request.is_some() {
-                route.timeout_request.clone_from(&request);
-            }
-        }
+        common::set_route_timeouts(cx, &routes, per_try, request);
     }
 }
 

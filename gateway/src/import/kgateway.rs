@@ -3,7 +3,7 @@
 
 use super::common;
 use super::documents::{Node, Object};
-use super::{Auth, BackendOut, Ctx, HealthOut, Kind, ProviderOut, RetryOut};
+use super::{Auth, BackendOut, Ctx, Kind, ProviderOut, RetryOut};
 
 pub const GROUP: &str = "gateway.kgateway.dev";
 
@@ -46,17 +46,7 @@ pub fn backend(cx: &mut Ctx<'_>, obj: &Object) -> Option<usize> {
     if groups.is_empty() {
         return None;
     }
-    let out = BackendOut {
-        name: cx.backend_name(&obj.key.name),
-        origin: obj.origin(),
-        groups,
-        health: HealthOut::default(),
-        health_from: None,
-        retry: RetryOut::default(),
-        retry_from: None,
-        provider_paths: false,
-        notes: Vec::new(),
-    };
+    let out = BackendOut::new(cx.backend_name(&obj.key.name), obj.origin(), groups);
     Some(cx.push_backend(out))
 }
 
@@ -207,14 +197,6 @@ pub fn policies(cx: &mut Ctx<'_>) {
             t.get("request")
         });
         let request = request.and_then(|n| common::duration(cx, obj, &n));
-        for &i in &routes {
-            let route = &mut cx.plan.routes[i];
-            if per_try.is_some() {
-                route.timeout_first_byte.clone_from(&per_try);
-            }
-            if request.is_some() {
-                route.timeout_request.clone_from(&request);
-            }
-        }
+        common::set_route_timeouts(cx, &routes, per_try, request);
     }
 }

@@ -212,6 +212,23 @@ pub(crate) struct BackendOut {
     pub notes: Vec<String>,
 }
 
+impl BackendOut {
+    /// A backend with no policies yet.
+    pub fn new(name: String, origin: Origin, groups: Vec<Vec<ProviderOut>>) -> BackendOut {
+        BackendOut {
+            name,
+            origin,
+            groups,
+            health: HealthOut::default(),
+            health_from: None,
+            retry: RetryOut::default(),
+            retry_from: None,
+            provider_paths: false,
+            notes: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     OpenAi { model: Option<String> },
