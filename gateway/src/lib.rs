@@ -16,6 +16,7 @@ pub mod edge;
 pub mod error;
 pub mod health;
 pub mod http1;
+pub mod import;
 pub mod lifecycle;
 pub mod probe;
 pub mod providers;

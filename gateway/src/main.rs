@@ -12,7 +12,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser, Debug)]
-#[command(name = "switchyard", version, about = "LLM failover gateway on Pingora")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "LLM failover gateway on Pingora",
+    after_help = "Migrating from Kubernetes: switchyard import MANIFEST... [-o OUT] (see switchyard import --help)"
+)]
 struct Cli {
     /// Configuration file (YAML).
     #[arg(short = 'c', long = "config", value_name = "FILE")]
@@ -28,7 +33,23 @@ struct Cli {
     upgrade_sock: String,
 }
 
+/// `switchyard import`: Kubernetes manifests (agentgateway, kgateway, Envoy AI Gateway) to
+/// one Switchyard configuration.
+#[derive(Parser, Debug)]
+#[command(name = "switchyard import")]
+struct ImportCli {
+    /// Multi-document Kubernetes YAML files.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Write the configuration here instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    output: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "import") {
+        return import(ImportCli::parse_from(std::env::args_os().skip(1)));
+    }
     let cli = Cli::parse();
     let config = match switchyard::config::load_file(&cli.config) {
         Ok(c) => c,
@@ -55,6 +76,48 @@ fn main() -> ExitCode {
     };
     tracing::info!(config = %cli.config.display(), "switchyard starting");
     server.run_forever()
+}
+
+/// Exit status when the output file cannot be written (sysexits `EX_CANTCREAT`).
+const EXIT_CANTCREAT: u8 = 73;
+
+fn import(cli: ImportCli) -> ExitCode {
+    use switchyard::import;
+    let result = import::import_files(&cli.files);
+    let diagnostics = match &result {
+        Ok(i) => &i.diagnostics,
+        Err(f) => &f.diagnostics,
+    };
+    if !diagnostics.is_empty() {
+        eprintln!("switchyard import: not mapped or skipped:");
+        for d in diagnostics {
+            eprintln!("  {d}");
+        }
+    }
+    let imported = match result {
+        Ok(i) => i,
+        Err(f) => {
+            eprintln!("switchyard import: {}", f.message);
+            return ExitCode::from(f.code);
+        }
+    };
+    match &cli.output {
+        None => print!("{}", imported.yaml),
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &imported.yaml) {
+                eprintln!("switchyard import: {}: cannot write: {e}", path.display());
+                return ExitCode::from(EXIT_CANTCREAT);
+            }
+            eprintln!("switchyard import: wrote {}", path.display());
+        }
+    }
+    if !imported.env.is_empty() {
+        eprintln!("switchyard import: secrets are not copied; set these environment variables:");
+        for (var, what) in &imported.env {
+            eprintln!("  {var}: {what}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_logging() {

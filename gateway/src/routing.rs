@@ -25,7 +25,8 @@ impl RouteTable {
     }
 }
 
-fn prefix_matches(prefix: &str, path: &str) -> bool {
+/// Whether a route prefix matches a path on whole segments (see [`RouteTable::find`]).
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix == "/" {
         return true;
     }

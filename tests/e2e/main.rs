@@ -10,6 +10,7 @@ mod edge;
 mod failover;
 mod health;
 mod http1;
+mod import;
 mod observability;
 mod operations;
 mod providers;
