@@ -197,6 +197,12 @@ pub struct Admission {
     pub rate: Option<Vec<(HeaderName, HeaderValue)>>,
 }
 
+/// Whether `headers` carry `Authorization: Bearer SECRET`, compared in constant time.
+pub fn bearer_matches(headers: &HeaderMap, secret: &str) -> bool {
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes()));
+    token.is_some_and(|t| key_matches(t, &digest(secret.as_bytes())))
+}
+
 /// The token of `Bearer TOKEN` (scheme case-insensitive).
 fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(6)?;
@@ -376,6 +382,14 @@ mod tests {
         assert_eq!(t.identify(&headers(&[("authorization", "Bearerkey-a")])).unwrap_err(), Refusal::MissingKey);
         assert_eq!(t.identify(&headers(&[("authorization", "Bearer key-c")])).unwrap_err(), Refusal::UnknownKey);
         assert_eq!(t.identify(&headers(&[("x-api-key", "key-a ")])).unwrap_err(), Refusal::UnknownKey);
+    }
+
+    #[test]
+    fn admin_bearer_token() {
+        assert!(bearer_matches(&headers(&[("authorization", "Bearer s3cret")]), "s3cret"));
+        assert!(!bearer_matches(&headers(&[("authorization", "Bearer s3cre")]), "s3cret"));
+        assert!(!bearer_matches(&headers(&[("x-api-key", "s3cret")]), "s3cret"));
+        assert!(!bearer_matches(&headers(&[]), "s3cret"));
     }
 
     #[test]
