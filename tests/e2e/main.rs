@@ -5,6 +5,7 @@
 mod harness;
 
 mod bad_input;
+mod clients;
 mod config;
 mod edge;
 mod failover;

@@ -172,16 +172,14 @@ impl ClientTable {
             let refusal = Refusal::RouteNotAllowed { client: client.name.clone(), route: route.name.clone() };
             return Admission { client: Some(client.clone()), refusal: Some(refusal), rate: None };
         }
-        if !client.limits.any() {
-            return Admission { client: Some(client.clone()), refusal: None, rate: None };
-        }
+        // Counted for every client (`/status` shows the window); limited only with limits.
         let verdict = client.counter.admit(now, &client.limits);
         let refusal = verdict.limited.map(|limit| Refusal::Limited {
             client: client.name.clone(),
             limit,
             retry_after_secs: verdict.retry_after_ms().div_ceil(1000).max(1),
         });
-        let rate = Some(rate_headers(&client.limits, &verdict));
+        let rate = client.limits.any().then(|| rate_headers(&client.limits, &verdict));
         Admission { client: Some(client.clone()), refusal, rate }
     }
 }
