@@ -150,7 +150,7 @@ impl ClientTable {
     /// `x-api-key: KEY`, whichever names a client (both are tried when both are given).
     pub fn identify(&self, headers: &HeaderMap) -> Result<&Arc<Client>, Refusal> {
         let bearer = headers.get(header::AUTHORIZATION).and_then(|v| bearer_token(v.as_bytes()));
-        let api_key = headers.get("x-api-key").map(|v| v.as_bytes()).filter(|k| !k.is_empty());
+        let api_key = headers.get(&X_API_KEY).map(|v| v.as_bytes()).filter(|k| !k.is_empty());
         let mut presented = false;
         for key in [bearer, api_key].into_iter().flatten() {
             presented = true;
@@ -278,6 +278,7 @@ impl Refusal {
     }
 }
 
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 static LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
 static REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
 static RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");

@@ -153,8 +153,13 @@ impl MinuteBuckets {
 
     /// The limit decision at `now`: a request over `requestsPerMinute`, or one arriving when
     /// the tokens of the window already reach `tokensPerMinute`, is refused (and not
-    /// counted); any other is counted.
+    /// counted); any other is counted. Without limits the request is only counted, and the
+    /// verdict carries no usage (nothing reports it).
     pub fn admit(&mut self, now: Millis, limits: &ClientLimits) -> Verdict {
+        if !limits.any() {
+            self.add(now, 1, 0);
+            return Verdict { limited: None, usage: Usage::default(), requests_reset_ms: 0, tokens_reset_ms: 0 };
+        }
         let mut usage = self.usage(now);
         let over_requests = limits.requests_per_minute.is_some_and(|l| usage.requests >= l.get());
         let over_tokens = limits.tokens_per_minute.is_some_and(|l| usage.tokens >= l.get());
@@ -323,7 +328,8 @@ mod tests {
     fn without_limits_everything_is_admitted_and_counted() {
         let c = LocalCounter::default();
         for i in 0..1000 {
-            assert_eq!(c.admit(i, &ClientLimits::default()).limited, None);
+            let v = c.admit(i, &ClientLimits::default());
+            assert_eq!((v.limited, v.retry_after_ms()), (None, 0));
         }
         assert_eq!(c.usage(999).requests, 1000);
     }
