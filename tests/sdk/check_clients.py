@@ -9,7 +9,8 @@ Environment:
   LIMITED_KEY         a client key with requestsPerMinute: 2 and no requests yet
 
 Checks: the SDKs work unchanged with a Switchyard key as their API key (text and stream,
-Anthropic with `api_key` (x-api-key) and with `auth_token` (Authorization: Bearer)); a wrong
+Anthropic with `api_key` (x-api-key) and with `auth_token` (Authorization: Bearer)); a missing
+key (the OpenAI SDK refuses to send one; the Anthropic SDK is told to omit both headers), a wrong
 key, a forbidden route and a reached limit surface as the SDK's own typed errors
 (AuthenticationError, PermissionDeniedError, RateLimitError) with the gateway's error body
 parsed, not as a parse failure. SDK retries are off so that a 429 is seen as it came.
@@ -89,6 +90,16 @@ def expect_error(call, error_class, status, check_body):
     raise CheckFailed(f"expected {error_class.__name__}, the call succeeded")
 
 
+def openai_refuses_without_key():
+    """The OpenAI SDK itself will not send a request without a key."""
+    try:
+        openai.OpenAI(base_url=os.environ["OPENAI_BASE_URL"], api_key="", max_retries=0)
+    except openai.OpenAIError as e:
+        ensure("api_key" in str(e), f"unexpected error {e}")
+        return f"refused by the SDK: {e}"
+    raise CheckFailed("the OpenAI SDK accepted an empty key")
+
+
 def openai_error(type_, code):
     def check(body, _headers):
         # The OpenAI SDK hands over the `error` object of the body.
@@ -124,6 +135,16 @@ def main():
         ("openai: stream with a client key", lambda: openai_stream(good)),
         ("anthropic: text, key as api_key (x-api-key)", lambda: anthropic_text(api_key=good)),
         ("anthropic: stream, key as auth_token (Bearer)", lambda: anthropic_stream(auth_token=good)),
+        ("openai: no key", openai_refuses_without_key),
+        (
+            "anthropic: no key (both auth headers omitted) is AuthenticationError",
+            lambda: expect_error(
+                lambda: anthropic_text(default_headers={"Authorization": anthropic.Omit(), "X-Api-Key": anthropic.Omit()}),
+                anthropic.AuthenticationError,
+                401,
+                anthropic_error("authentication_error"),
+            ),
+        ),
         (
             "openai: wrong key is AuthenticationError",
             lambda: expect_error(
