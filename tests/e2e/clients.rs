@@ -56,6 +56,14 @@ fn assert_not_forwarded(mock: &MockLlm, key: &str) {
     assert_eq!(seen.header("x-api-key"), None);
 }
 
+/// `Retry-After` of a 429 whose window filled at `first`: what is counted in a second counts
+/// for 60 to 61 s from that second's start, rounded up to whole seconds.
+fn assert_retry_after(r: &Reply, first: std::time::Instant) {
+    let retry: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    let lowest = 60 - first.elapsed().as_secs_f64().ceil() as u64;
+    assert!((lowest..=61).contains(&retry), "Retry-After {retry}, expected {lowest}..=61");
+}
+
 fn access_log(gw: &Gateway) -> String {
     std::fs::read_to_string(gw.dir.path().join("access.log")).unwrap_or_default()
 }
@@ -199,6 +207,7 @@ async fn request_limit_refuses_with_retry_after_and_spares_the_provider() {
     let gw = Gateway::start_with_env(&body(&mock, clients), &env(&[("FREE_KEY", "sk-free")])).await;
     let chat = chat(None);
     let auth = format!("Bearer {KEY_A}");
+    let first = std::time::Instant::now();
     for n in 1..=5 {
         let r = send(&gw, "/v1/chat/completions", &chat, &[("authorization", &auth)]).await;
         assert_eq!(r.status, 200, "request {n}: {}", r.body);
@@ -211,8 +220,7 @@ async fn request_limit_refuses_with_retry_after_and_spares_the_provider() {
     // The 6th in the minute (the 601st of the issue, with a limit of 5).
     let r = send(&gw, "/v1/chat/completions", &chat, &[("authorization", &auth)]).await;
     assert_eq!(r.status, 429, "{}", r.body);
-    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
-    assert!((59..=61).contains(&retry), "Retry-After {retry}: the first request leaves the window in 60-61 s");
+    assert_retry_after(&r, first);
     assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"));
     let v = r.json();
     assert_eq!(
@@ -245,6 +253,7 @@ async fn token_limit_counts_streamed_usage() {
     // A stream that did not ask for usage: the gateway asks and reads it anyway.
     let mut stream = chat(None);
     stream["stream"] = true.into();
+    let first = std::time::Instant::now();
     let r = send(&gw, "/v1/chat/completions", &stream, &[("authorization", &auth)]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("data: [DONE]") && !r.body.contains("\"usage\""), "{}", r.body);
@@ -264,8 +273,7 @@ async fn token_limit_counts_streamed_usage() {
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.json()["error"]["type"], "tokens");
     assert_eq!(r.header("x-ratelimit-remaining-tokens"), Some("0"));
-    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
-    assert!((59..=61).contains(&retry), "Retry-After {retry}");
+    assert_retry_after(&r, first);
     assert_eq!(mock.requests(), 1);
     let m = gw.metrics().await;
     assert_eq!(metric(&m, "switchyard_client_limited_total", &[("client", "team-a"), ("limit", "tokens")]), 1.0);
