@@ -294,6 +294,10 @@ impl ErrorInfo {
             ProviderKind::Anthropic { .. } => super::anthropic::parse_error(v),
             ProviderKind::Bedrock { .. } => super::bedrock::parse_error(v),
             ProviderKind::Gemini => super::gemini::parse_error(v),
+            // Claude on Vertex answers Anthropic errors, Vertex itself Google's.
+            ProviderKind::Vertex { .. } => super::gemini::parse_error(v)
+                .filter(|(status, _)| status.is_some())
+                .or_else(|| super::anthropic::parse_error(v)),
         });
         match found {
             Some((kind, message)) => ErrorInfo { status: Some(status), kind, message },

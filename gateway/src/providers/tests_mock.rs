@@ -48,7 +48,7 @@ fn prepared(client: ClientApi, p: &ProviderConfig, stream: bool) -> UpstreamRequ
         ProviderKind::Bedrock { .. } => Credentials::Aws(&aws),
         _ => Credentials::ApiKey("test-key"),
     };
-    prepare(client, &client_body(client, stream), p, &creds, None, SystemTime::now()).unwrap()
+    prepare(client, &client_body(client, stream), p, &creds, &Default::default(), SystemTime::now()).unwrap()
 }
 
 /// The answer text of a client-API reply.

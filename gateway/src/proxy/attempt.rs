@@ -53,12 +53,16 @@ impl Failed {
     }
 }
 
-/// The credentials translation signs or authenticates with.
-fn credentials(p: &crate::config::ProviderConfig) -> Credentials<'_> {
-    match &p.auth {
-        crate::config::Auth::ApiKey(key) => Credentials::ApiKey(key.expose()),
-        crate::config::Auth::Aws(aws) => Credentials::Aws(aws),
-        crate::config::Auth::None | crate::config::Auth::Passthrough => Credentials::None,
+/// The credentials translation signs or authenticates with; `bearer` is what
+/// [`providers::google_auth::fetch_authorization`] fetched.
+fn credentials<'a>(p: &'a crate::config::ProviderConfig, bearer: Option<&'a http::HeaderValue>) -> Credentials<'a> {
+    match (&p.auth, bearer) {
+        (_, Some(v)) => Credentials::Bearer(v),
+        (crate::config::Auth::ApiKey(key), None) => Credentials::ApiKey(key.expose()),
+        (crate::config::Auth::Aws(aws), None) => Credentials::Aws(aws),
+        (crate::config::Auth::None | crate::config::Auth::Passthrough | crate::config::Auth::Google(_), None) => {
+            Credentials::None
+        }
     }
 }
 
@@ -114,6 +118,7 @@ impl Gateway {
             error: None,
             duration: Duration::ZERO,
             ejected: false,
+            dropped: None,
         };
         let kind = &slot.config.kind;
         let client_stream = req.chat.as_ref().is_some_and(|c| c.stream);
@@ -122,68 +127,78 @@ impl Gateway {
         let hide_usage = req.api != Some(ClientApi::AnthropicMessages)
             && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
         let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
-        let (head, body) =
-            if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
-                // The hot path: same API, only the model (and the usage request) spliced in.
-                let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
-                // Upstream writes are not buffered, so each piece is a send: a small body goes
-                // as one piece (copied), a large one as slices of the original (not copied).
-                let model = slot.config.model.as_deref();
-                let body = match &req.chat {
-                    Some(c) if req.body.len() < SPLICE_ABOVE => vec![c.rewrite(&req.body, model, ask_usage)],
-                    Some(c) => c.rewrite_parts(&req.body, model, ask_usage),
-                    None => vec![req.body.clone()],
-                };
-                let len = body.iter().map(Bytes::len).sum();
-                let head = headers::upstream_request(
-                    session.req_header(),
-                    req.route,
-                    &slot.config,
-                    upstream,
-                    &req.request_id,
-                    len,
-                );
-                (head, body)
-            } else {
-                let client = session.req_header();
-                let passthrough = (slot.config.auth == crate::config::Auth::Passthrough)
-                    .then(|| client.headers.get(http::header::AUTHORIZATION))
-                    .flatten();
-                let api = req.api.unwrap_or(ClientApi::OpenAiChat);
-                match providers::prepare(
-                    api,
-                    &req.body,
-                    &slot.config,
-                    &credentials(&slot.config),
-                    passthrough,
-                    SystemTime::now(),
-                ) {
-                    Ok(prepared) => {
-                        let head = headers::prepared_request(
-                            client,
-                            req.route,
-                            &slot.config,
-                            upstream,
-                            &req.request_id,
-                            &prepared,
-                        );
-                        (head, vec![prepared.body])
-                    }
-                    Err(e) => {
-                        // Not the provider's fault: no health verdict, just try the next one.
-                        slot.health.release(sel.permit);
-                        record.error = Some("translate");
-                        self.finish_attempt(ctx, record, started, "translate");
-                        let detail = format!("{provider}: {e}");
-                        return Ok(AttemptEnd::Failed(Box::new(Failed::gone(
-                            provider,
-                            TransportKind::Reset,
-                            detail,
-                            false,
-                        ))));
-                    }
-                }
+        let (head, body) = if req.api.is_none()
+            || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi)
+        {
+            // The hot path: same API, only the model (and the usage request) spliced in.
+            let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
+            // Upstream writes are not buffered, so each piece is a send: a small body goes
+            // as one piece (copied), a large one as slices of the original (not copied).
+            let model = slot.config.model.as_deref();
+            let body = match &req.chat {
+                Some(c) if req.body.len() < SPLICE_ABOVE => vec![c.rewrite(&req.body, model, ask_usage)],
+                Some(c) => c.rewrite_parts(&req.body, model, ask_usage),
+                None => vec![req.body.clone()],
             };
+            let len = body.iter().map(Bytes::len).sum();
+            let head = headers::upstream_request(
+                session.req_header(),
+                req.route,
+                &slot.config,
+                upstream,
+                &req.request_id,
+                len,
+            );
+            (head, body)
+        } else {
+            let client = session.req_header();
+            let passthrough = (slot.config.auth == crate::config::Auth::Passthrough)
+                .then(|| client.headers.get(http::header::AUTHORIZATION))
+                .flatten();
+            let api = req.api.unwrap_or(ClientApi::OpenAiChat);
+            let cx = providers::ClientContext {
+                passthrough_auth: passthrough,
+                anthropic_beta: client.headers.get(&providers::ANTHROPIC_BETA),
+                policy: backend.balancer.backend.translation,
+            };
+            let prepared = match providers::google_auth::fetch_authorization(&slot.config.auth, &self.connector).await {
+                Ok(bearer) => {
+                    let creds = credentials(&slot.config, bearer.as_ref());
+                    providers::prepare(api, &req.body, &slot.config, &creds, &cx, SystemTime::now())
+                        .map_err(|e| ("translate", e.to_string()))
+                }
+                Err(e) => Err(("auth", e)),
+            };
+            match prepared {
+                Ok(prepared) => {
+                    if !prepared.dropped.is_empty() {
+                        record.dropped = Some(prepared.dropped.join(", "));
+                    }
+                    let head = headers::prepared_request(
+                        client,
+                        req.route,
+                        &slot.config,
+                        upstream,
+                        &req.request_id,
+                        &prepared,
+                    );
+                    (head, vec![prepared.body])
+                }
+                Err((label, e)) => {
+                    // Not the provider's fault: no health verdict, just try the next one.
+                    slot.health.release(sel.permit);
+                    record.error = Some(label);
+                    self.finish_attempt(ctx, record, started, label);
+                    let detail = format!("{provider}: {e}");
+                    return Ok(AttemptEnd::Failed(Box::new(Failed::gone(
+                        provider,
+                        TransportKind::Reset,
+                        detail,
+                        false,
+                    ))));
+                }
+            }
+        };
         let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
         let exchange = self.exchange(session, upstream, head, body, req.route.timeouts.connect, first_byte).await;
 
@@ -310,6 +325,9 @@ impl Gateway {
         }
 
         // Deliver: this answer is the one the client gets.
+        if let Some(v) = record.dropped.as_deref().and_then(|d| http::HeaderValue::from_str(d).ok()) {
+            out.insert(headers::X_DROPPED.clone(), v);
+        }
         self.finish_attempt(ctx, record, started, label);
         let served_model = slot.config.model.clone().or_else(|| ctx.model_requested.clone());
         stamp(&mut out, Some(provider), served_model.as_deref(), ctx.attempts.len(), &req.request_id);

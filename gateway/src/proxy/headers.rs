@@ -11,6 +11,7 @@ pub static X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provid
 pub static X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
 pub static X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_DROPPED: HeaderName = HeaderName::from_static("x-switchyard-dropped");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -57,6 +58,9 @@ pub fn prepared_request(
     prepared: &crate::providers::UpstreamRequest,
 ) -> RequestHead {
     let mut headers = forwarded_headers(client, route, provider);
+    for name in &prepared.remove_headers {
+        headers.remove(name);
+    }
     for (name, value) in &prepared.headers {
         headers.insert(name.clone(), value.clone());
     }

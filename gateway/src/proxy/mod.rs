@@ -10,7 +10,7 @@ mod attempt;
 mod headers;
 
 pub use attempt::report_transition;
-pub use headers::{X_ATTEMPTS, X_MODEL, X_PROVIDER, X_REQUEST_ID};
+pub use headers::{X_ATTEMPTS, X_DROPPED, X_MODEL, X_PROVIDER, X_REQUEST_ID};
 
 use crate::balancer::{NoProvider, Pick, ProviderSet};
 use crate::body::ChatRequest;
@@ -77,6 +77,8 @@ pub struct AttemptRecord {
     pub error: Option<&'static str>,
     pub duration: Duration,
     pub ejected: bool,
+    /// Request fields the `drop` translation policy removed, comma separated.
+    pub dropped: Option<String>,
 }
 
 /// What one request carries through its attempts.
@@ -387,6 +389,7 @@ impl Gateway {
                     error: a.error,
                     duration_ms: millis(a.duration),
                     ejected: a.ejected,
+                    dropped: a.dropped.as_deref(),
                 })
                 .collect(),
             error: error_text.as_deref(),
@@ -464,6 +467,7 @@ fn unsupported_providers(
     body: &Bytes,
     backend: &BackendRuntime,
 ) -> std::result::Result<ProviderSet, String> {
+    let policy = backend.balancer.backend.translation;
     let providers = &backend.balancer.providers;
     if !providers.iter().any(|p| crate::providers::needs_translation(api, &p.config.kind)) {
         return Ok(ProviderSet::default());
@@ -472,7 +476,7 @@ fn unsupported_providers(
     let mut excluded = ProviderSet::default();
     let mut first_error = None;
     for p in providers {
-        if let Err(e) = crate::providers::check_supported(api, &value, &p.config.kind) {
+        if let Err(e) = crate::providers::check_supported(api, &value, &p.config.kind, policy) {
             excluded.insert(p.index);
             first_error.get_or_insert_with(|| format!("provider {}: {e}", p.config.name));
         }
