@@ -41,6 +41,8 @@ pub mod vertex;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
+mod tests_claude;
+#[cfg(test)]
 mod tests_mock;
 #[cfg(test)]
 mod tests_request;
