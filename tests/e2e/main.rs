@@ -5,6 +5,7 @@
 mod harness;
 
 mod bad_input;
+mod claude;
 mod config;
 mod failover;
 mod health;
