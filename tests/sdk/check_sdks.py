@@ -13,6 +13,11 @@ whole and streamed, then the tool result answered with text). The answers are ex
 from the mock provider ("Hello from NAME"; a tool call to the first tool with
 {"location": "Paris"}). Prints one line per check; exits 1 if any failed.
 
+SDK_CHECKS=claude-code runs, with the Anthropic SDK only, what Claude Code sends instead:
+extended thinking, cache_control on the system prompt and the user turn, tools, an
+anthropic-beta header; streamed (every event parsed, thinking deltas included), whole,
+and a tool round trip that sends the thinking block back.
+
 Usage: pip install -r tests/sdk/requirements.txt; OPENAI_BASE_URL=... ANTHROPIC_BASE_URL=... python3 tests/sdk/check_sdks.py
 """
 
@@ -261,6 +266,72 @@ def anthropic_tool_stream(client):
     return f"served by {provider}: get_weather({json.dumps(use.input)})"
 
 
+# ---- Claude Code's requests (SDK_CHECKS=claude-code) ------------------------------------
+
+CLAUDE_CODE_BETA = "interleaved-thinking-2025-05-14"
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+CACHED_SYSTEM = [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}]
+
+
+def cached_question():
+    return [{"role": "user", "content": [{"type": "text", "text": QUESTION, "cache_control": {"type": "ephemeral"}}]}]
+
+
+def claude_code_args(messages):
+    return dict(
+        model=ANTHROPIC_MODEL,
+        max_tokens=2048,
+        thinking=THINKING,
+        system=CACHED_SYSTEM,
+        messages=messages,
+        tools=[ANTHROPIC_TOOL],
+        extra_headers={"anthropic-beta": CLAUDE_CODE_BETA},
+    )
+
+
+def thinking_of(message, what):
+    blocks = [block for block in message.content if block.type == "thinking"]
+    ensure(blocks, f"{what}: no thinking block in {message.content!r}")
+    ensure(blocks[0].thinking and blocks[0].signature, f"{what}: empty thinking or signature: {blocks[0]!r}")
+    return blocks[0]
+
+
+def claude_code_stream(client):
+    seen = []
+    thinking_text = ""
+    with client.messages.stream(**claude_code_args(cached_question())) as stream:
+        provider = anthropic_served(stream.response.headers)
+        for event in stream:
+            seen.append(event.type)
+            if event.type == "content_block_delta" and event.delta.type == "thinking_delta":
+                thinking_text += event.delta.thinking
+        final = stream.get_final_message()
+    for kind in ("message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"):
+        ensure(kind in seen, f"no {kind} event among {seen}")
+    ensure(thinking_text, f"no thinking_delta among the streamed events {seen}")
+    block = thinking_of(final, "streamed answer")
+    ensure(block.thinking == thinking_text, f"final thinking {block.thinking!r} differs from the streamed {thinking_text!r}")
+    use = tool_use_of(final, "streamed answer")
+    return f"served by {provider}: {len(seen)} events, thinking {thinking_text!r}, get_weather({json.dumps(use.input)})"
+
+
+def claude_code_round_trip(client):
+    messages = cached_question()
+    raw = client.messages.with_raw_response.create(**claude_code_args(messages))
+    first = anthropic_served(raw.headers)
+    message = raw.parse()
+    thinking_of(message, "answer")
+    use = tool_use_of(message, "answer")
+    # The thinking block goes back with the tool result, as the API requires.
+    messages.append({"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in message.content]})
+    messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": TOOL_RESULT}]})
+    raw = client.messages.with_raw_response.create(**claude_code_args(messages))
+    second = anthropic_served(raw.headers)
+    answer = raw.parse()
+    ensure_text(text_of(answer), "answer to the tool result")
+    return f"served by {first} then {second}: get_weather -> {text_of(answer)!r}"
+
+
 # ---- Runner ------------------------------------------------------------------------------
 
 
@@ -275,6 +346,9 @@ def describe(error):
 def main():
     openai_base = os.environ.get("OPENAI_BASE_URL")
     anthropic_base = os.environ.get("ANTHROPIC_BASE_URL")
+    claude_code = os.environ.get("SDK_CHECKS") == "claude-code"
+    if claude_code:
+        openai_base = openai_base or "http://unused.invalid/v1"
     if not openai_base or not anthropic_base:
         print("check_sdks.py: set OPENAI_BASE_URL and ANTHROPIC_BASE_URL", file=sys.stderr)
         return 2
@@ -295,6 +369,11 @@ def main():
         ("anthropic tool use", anthropic_tool_round_trip, ant),
         ("anthropic tool use stream", anthropic_tool_stream, ant),
     ]
+    if claude_code:
+        checks = [
+            ("claude code stream", claude_code_stream, ant),
+            ("claude code tool round trip with thinking", claude_code_round_trip, ant),
+        ]
     print(f"openai {openai.__version__} at {openai_base}; anthropic {anthropic.__version__} at {anthropic_base}")
     failed = []
     for name, check, client in checks:
