@@ -12,6 +12,7 @@ mod health;
 mod http1;
 mod observability;
 mod operations;
+mod paths;
 mod providers;
 mod references;
 mod sdk;

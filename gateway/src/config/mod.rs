@@ -59,12 +59,21 @@ pub struct Config {
 pub struct Route {
     pub name: String,
     pub path_prefix: String,
-    pub rewrite: Option<String>,
+    pub rewrite: Option<Rewrite>,
     pub request_headers: HeaderModifier,
     pub response_headers: HeaderModifier,
     pub timeouts: Timeouts,
     /// Index into [`Config::backends`].
     pub backend: usize,
+}
+
+/// Gateway API path rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// `ReplaceFullPath`: every request goes to this path.
+    FullPath(String),
+    /// `ReplacePrefixMatch`: the matched `pathPrefix` is replaced by this prefix.
+    Prefix(String),
 }
 
 /// Gateway API header modifier.
@@ -462,11 +471,25 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         if !r.matcher.path_prefix.starts_with('/') {
             cx.push(&format!("{path}.match.pathPrefix"), "must start with \"/\"");
         }
-        if let Some(rw) = &r.rewrite {
-            if !rw.full_path.starts_with('/') {
-                cx.push(&format!("{path}.rewrite.fullPath"), "must start with \"/\"");
+        let rewrite = match r.rewrite {
+            None => None,
+            Some(RawRewrite { full_path: Some(p), prefix: None }) => {
+                if !p.starts_with('/') {
+                    cx.push(&format!("{path}.rewrite.fullPath"), "must start with \"/\"");
+                }
+                Some(Rewrite::FullPath(p))
             }
-        }
+            Some(RawRewrite { full_path: None, prefix: Some(p) }) => {
+                if !p.starts_with('/') {
+                    cx.push(&format!("{path}.rewrite.prefix"), "must start with \"/\"");
+                }
+                Some(Rewrite::Prefix(p))
+            }
+            Some(_) => {
+                cx.push(&format!("{path}.rewrite"), "give exactly one of fullPath, prefix");
+                None
+            }
+        };
         let request_headers = header_modifier(&r.request_headers, &format!("{path}.requestHeaders"), cx);
         let response_headers = header_modifier(&r.response_headers, &format!("{path}.responseHeaders"), cx);
         let t = &r.timeouts;
@@ -500,7 +523,7 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         routes.push(Route {
             name: r.name,
             path_prefix: r.matcher.path_prefix,
-            rewrite: r.rewrite.map(|rw| rw.full_path),
+            rewrite,
             request_headers,
             response_headers,
             timeouts,

@@ -84,7 +84,10 @@ pub struct RawMatch {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawRewrite {
-    pub full_path: String,
+    /// Gateway API `ReplaceFullPath`.
+    pub full_path: Option<String>,
+    /// Gateway API `ReplacePrefixMatch`: replaces the matched `pathPrefix`.
+    pub prefix: Option<String>,
 }
 
 /// Gateway API header modifier: `add` appends, `set` replaces, `remove` deletes.

@@ -33,6 +33,7 @@ pub mod gemini;
 pub mod google_auth;
 pub mod ir;
 pub mod openai;
+pub mod paths;
 pub mod sigv4;
 pub mod sse;
 pub mod stream;

@@ -118,14 +118,16 @@ impl Gateway {
             error: None,
             duration: Duration::ZERO,
             ejected: false,
+            model: slot.config.model.clone().or_else(|| ctx.model_requested.clone()),
             dropped: None,
         };
         let kind = &slot.config.kind;
         let client_stream = req.chat.as_ref().is_some_and(|c| c.stream);
-        // OpenAI clients that did not ask for usage on a stream get it asked for on their
-        // behalf (to count tokens) and hidden again.
-        let hide_usage = req.api != Some(ClientApi::AnthropicMessages)
-            && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
+        // Chat Completions clients that did not ask for usage on a stream get it asked for
+        // on their behalf (to count tokens) and hidden again. Untranslated paths (the
+        // Responses API, ...) may have no such option: they go as they are.
+        let hide_usage =
+            req.api == Some(ClientApi::OpenAiChat) && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
         let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
         let (head, body) = if req.api.is_none()
             || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi)

@@ -80,10 +80,15 @@ pub fn upstream_request(
     request_id: &HeaderValue,
     body_len: usize,
 ) -> RequestHead {
-    let path = match (&provider.path, &route.rewrite) {
-        (Some(p), _) => p.as_str(),
-        (None, Some(rw)) => rw.as_str(),
-        (None, None) => client.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+    let rewritten = crate::routing::rewrite_path(route, client.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    let mapped;
+    let path = match &provider.path {
+        Some(p) => p.as_str(),
+        None => {
+            // The provider's own path for it (Azure's deployment paths), else as it is.
+            mapped = crate::providers::paths::passthrough_path(&provider.kind, &rewritten);
+            mapped.as_deref().unwrap_or(&rewritten)
+        }
     };
     let mut headers = forwarded_headers(client, route, provider);
     headers.insert(header::HOST, upstream.host_header.clone());
