@@ -34,6 +34,7 @@ pub mod google_auth;
 pub mod ir;
 pub mod openai;
 pub mod paths;
+pub mod responses;
 pub mod sigv4;
 pub mod sse;
 pub mod stream;
@@ -49,6 +50,8 @@ mod tests_mock;
 mod tests_request;
 #[cfg(test)]
 mod tests_response;
+#[cfg(test)]
+mod tests_responses;
 #[cfg(test)]
 mod tests_stream;
 
@@ -69,6 +72,8 @@ pub enum ClientApi {
     OpenAiChat,
     /// Anthropic Messages, `POST /v1/messages`.
     AnthropicMessages,
+    /// OpenAI Responses, `POST /v1/responses`.
+    OpenAiResponses,
 }
 
 impl ClientApi {
@@ -78,6 +83,7 @@ impl ClientApi {
         match path {
             "/v1/chat/completions" => Some(ClientApi::OpenAiChat),
             "/v1/messages" => Some(ClientApi::AnthropicMessages),
+            "/v1/responses" => Some(ClientApi::OpenAiResponses),
             _ => None,
         }
     }
@@ -88,6 +94,7 @@ impl ClientApi {
         match self {
             ClientApi::OpenAiChat => "openai",
             ClientApi::AnthropicMessages => "anthropic",
+            ClientApi::OpenAiResponses => "responses",
         }
     }
 
@@ -105,7 +112,7 @@ impl ClientApi {
     fn is_native(self, kind: &ProviderKind) -> bool {
         matches!(
             (self, kind),
-            (ClientApi::OpenAiChat, ProviderKind::OpenAi | ProviderKind::Azure { .. })
+            (ClientApi::OpenAiChat | ClientApi::OpenAiResponses, ProviderKind::OpenAi | ProviderKind::Azure { .. })
                 | (ClientApi::AnthropicMessages, ProviderKind::Anthropic { .. })
         )
     }
@@ -322,6 +329,7 @@ fn default_path(
     };
     Ok(match kind {
         ProviderKind::OpenAi => match client {
+            ClientApi::OpenAiResponses => "/v1/responses".to_string(),
             ClientApi::OpenAiChat | ClientApi::AnthropicMessages => "/v1/chat/completions".to_string(),
         },
         ProviderKind::Anthropic { .. } => "/v1/messages".to_string(),
@@ -331,6 +339,7 @@ fn default_path(
             vertex::path(project, region, *anthropic, need_model()?, stream)
         }
         ProviderKind::Gemini => gemini::path(need_model()?, stream),
+        ProviderKind::Azure { .. } if client == ClientApi::OpenAiResponses => "/openai/v1/responses".to_string(),
         ProviderKind::Azure { deployment, api_version } => azure::path(deployment, api_version),
     })
 }
@@ -345,6 +354,7 @@ fn parse_client(client: ClientApi, body: &Value, target: &'static str) -> Result
     match client {
         ClientApi::OpenAiChat => openai::parse_request(body, target),
         ClientApi::AnthropicMessages => anthropic::parse_request(body, target),
+        ClientApi::OpenAiResponses => responses::parse_request(body, target),
     }
 }
 
@@ -404,6 +414,7 @@ impl ReplyMeta {
         let prefix = match client {
             ClientApi::OpenAiChat => "chatcmpl-",
             ClientApi::AnthropicMessages => "msg_",
+            ClientApi::OpenAiResponses => "resp_",
         };
         ReplyMeta {
             created,
@@ -469,6 +480,7 @@ pub(crate) fn translate_reply(
         match client {
             ClientApi::OpenAiChat => openai::emit_reply(&reply, meta)?,
             ClientApi::AnthropicMessages => anthropic::emit_reply(&reply, meta)?,
+            ClientApi::OpenAiResponses => responses::emit_reply(&reply, meta)?,
         }
     } else {
         let info = ir::ErrorInfo::from_body(provider, status, body);
@@ -480,7 +492,7 @@ pub(crate) fn translate_reply(
 /// An error in the client's API shape.
 pub(crate) fn emit_error(client: ClientApi, info: &ir::ErrorInfo) -> Value {
     match client {
-        ClientApi::OpenAiChat => openai::error_value(info),
+        ClientApi::OpenAiChat | ClientApi::OpenAiResponses => openai::error_value(info),
         ClientApi::AnthropicMessages => anthropic::error_value(info),
     }
 }
@@ -503,6 +515,24 @@ pub fn stream_translator(
         });
     }
     Some(stream::translator(client, provider, ReplyMeta::now(client, model), include_usage))
+}
+
+/// The SSE event that ends a stream whose provider failed mid-way, in the client's API
+/// (`None`: an untranslated stream, OpenAI's shape).
+pub fn mid_stream_error(client: Option<ClientApi>, detail: &str) -> Bytes {
+    let message = format!("provider failed mid-stream: {}", detail.trim());
+    let text = match client {
+        Some(ClientApi::AnthropicMessages) => {
+            let data = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+            format!("event: error\ndata: {data}\n\n")
+        }
+        Some(ClientApi::OpenAiResponses) => responses::mid_stream_error(&message),
+        Some(ClientApi::OpenAiChat) | None => {
+            let data = json!({"error": {"message": message, "type": "upstream_error", "code": 502}});
+            format!("data: {data}\n\n")
+        }
+    };
+    Bytes::from(text)
 }
 
 /// `GET /v1/models` for a route: the providers' configured models, first owner wins.

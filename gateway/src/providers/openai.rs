@@ -175,18 +175,23 @@ fn content_parts(
                     }
                 }
                 let url = req_str(image, "url", &iat)?;
-                let source = match parse_data_url(&url) {
-                    Some((media_type, data)) => ImageSource::Base64 { media_type, data },
-                    None if url.starts_with("data:") => {
-                        return Err(TranslateError::invalid(format!("{iat}.url: only base64 data URLs are supported")))
-                    }
-                    None => ImageSource::Url(url),
-                };
-                parts.push(Part::Image(Image { source, at: iat }));
+                parts.push(image_from_url(url, iat)?);
             }
         }
     }
     Ok(parts)
+}
+
+/// An image given by URL: a base64 `data:` URL, or a link.
+pub(crate) fn image_from_url(url: String, at: String) -> Result<Part, TranslateError> {
+    let source = match parse_data_url(&url) {
+        Some((media_type, data)) => ImageSource::Base64 { media_type, data },
+        None if url.starts_with("data:") => {
+            return Err(TranslateError::invalid(format!("{at}.url: only base64 data URLs are supported")))
+        }
+        None => ImageSource::Url(url),
+    };
+    Ok(Part::Image(Image { source, at }))
 }
 
 fn parse_tool_call(call: &Value, at: &str, target: &'static str) -> Result<ToolCall, TranslateError> {
@@ -236,14 +241,19 @@ fn parse_tools(value: &Value, target: &'static str) -> Result<Vec<Tool>, Transla
     Ok(tools)
 }
 
+/// `auto`, `required` or `none`.
+pub(crate) fn tool_choice_mode(mode: &str) -> Result<ToolChoice, TranslateError> {
+    match mode {
+        "auto" => Ok(ToolChoice::Auto),
+        "required" => Ok(ToolChoice::Required),
+        "none" => Ok(ToolChoice::None),
+        other => Err(TranslateError::invalid(format!("tool_choice: unknown value {other:?}"))),
+    }
+}
+
 fn parse_tool_choice(value: &Value) -> Result<ToolChoice, TranslateError> {
     match value {
-        Value::String(s) => match s.as_str() {
-            "auto" => Ok(ToolChoice::Auto),
-            "required" => Ok(ToolChoice::Required),
-            "none" => Ok(ToolChoice::None),
-            other => Err(TranslateError::invalid(format!("tool_choice: unknown value {other:?}"))),
-        },
+        Value::String(s) => tool_choice_mode(s),
         Value::Object(obj) => {
             let function = object(obj.get("function").unwrap_or(&Value::Null), "tool_choice.function")?;
             Ok(ToolChoice::Tool(req_str(function, "name", "tool_choice.function")?))

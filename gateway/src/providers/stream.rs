@@ -175,6 +175,7 @@ pub(crate) fn translator(
     let encoder: Box<dyn Encoder> = match client {
         ClientApi::OpenAiChat => Box::new(openai::ChunkEncoder::new(meta, include_usage)),
         ClientApi::AnthropicMessages => Box::new(anthropic::EventEncoder::new(meta)),
+        ClientApi::OpenAiResponses => Box::new(super::responses::EventEncoder::new(meta)),
     };
     Box::new(Translator { decoder, encoder })
 }

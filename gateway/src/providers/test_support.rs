@@ -46,6 +46,9 @@ pub fn cross_pairs() -> Vec<(ClientApi, ProviderKind)> {
         (ClientApi::AnthropicMessages, azure()),
         (ClientApi::AnthropicMessages, bedrock()),
         (ClientApi::AnthropicMessages, gemini()),
+        (ClientApi::OpenAiResponses, anthropic()),
+        (ClientApi::OpenAiResponses, bedrock()),
+        (ClientApi::OpenAiResponses, gemini()),
     ]
 }
 

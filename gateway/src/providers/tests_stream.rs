@@ -474,3 +474,18 @@ fn bedrock_invoke_stream_is_anthropic_sse_byte_for_byte() {
     let bad = mock_llm::bedrock_chunk_frame(b"not json");
     assert!(try_run(make(), &bad, 0).is_err());
 }
+
+#[test]
+fn anthropic_sse_to_responses_events() {
+    let input = sse_input(&anthropic_events());
+    let out = in_all_splits(make(ClientApi::OpenAiResponses, &anthropic(), false), input.as_bytes());
+    let events = render_sse(&out);
+    let names: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names.first(), Some(&"response.created"));
+    assert_eq!(names.last(), Some(&"response.completed"));
+    for (i, e) in events.as_array().unwrap().iter().enumerate() {
+        assert_eq!(e["data"]["type"], e["event"]);
+        assert_eq!(e["data"]["sequence_number"], i, "numbered in order");
+    }
+    insta::assert_yaml_snapshot!("stream_anthropic_to_responses", events);
+}

@@ -768,15 +768,7 @@ async fn read_body_limited(up: &mut UpstreamSession, wait: Duration, limit: usiz
 /// The SSE error event that ends a stream whose provider failed mid-way, in the client's
 /// API shape.
 fn error_event(api: Option<ClientApi>, detail: &str) -> Bytes {
-    let message = format!("provider failed mid-stream: {}", detail.trim());
-    let text = if api == Some(ClientApi::AnthropicMessages) {
-        let data = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}});
-        format!("event: error\ndata: {data}\n\n")
-    } else {
-        let data = serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": 502}});
-        format!("data: {data}\n\n")
-    };
-    Bytes::from(text)
+    providers::mid_stream_error(api, detail)
 }
 
 /// A pooled connection that the provider had closed while idle: the request could not be
