@@ -10,7 +10,7 @@ use crate::handler::{json_response, response};
 use crate::openai::{self, ChatParams};
 use crate::state::RecordedRequest;
 use crate::tools::ToolLayout;
-use crate::{anthropic, bedrock, gemini, vertex};
+use crate::{anthropic, bedrock, gemini, responses, vertex};
 
 /// The API of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub(crate) enum Api {
     OpenAi,
     /// `POST /openai/deployments/{d}/chat/completions?api-version=...`.
     Azure,
+    /// The Responses API: `POST /v1/responses`, or Azure's `/openai/v1/responses`.
+    Responses { azure: bool },
     /// `POST /v1/messages`.
     Anthropic,
     /// `POST /model/{modelId}/converse` or `/converse-stream`.
@@ -50,6 +52,9 @@ impl Api {
         if path == "/v1/messages" {
             return Api::Anthropic;
         }
+        if let Some(azure) = responses::is_route(path) {
+            return Api::Responses { azure };
+        }
         if path.starts_with("/openai/deployments/") && path.ends_with("/chat/completions") {
             return Api::Azure;
         }
@@ -77,7 +82,7 @@ impl Api {
     /// signature), if it must be refused.
     pub(crate) fn refuse(&self, name: &str, request: &RecordedRequest) -> Option<Response<MockBody>> {
         match self {
-            Api::Azure if request.header("api-key").is_none() => {
+            Api::Azure | Api::Responses { azure: true } if request.header("api-key").is_none() => {
                 Some(self.error(401, &format!("mock {name}: access denied due to a missing api-key header")))
             }
             Api::Bedrock { .. } | Api::BedrockInvoke { .. } if request.sigv4_valid == Some(false) => {
@@ -109,7 +114,9 @@ impl Api {
     /// An error answer in this API's shape.
     pub(crate) fn error(&self, status: u16, message: &str) -> Response<MockBody> {
         match self {
-            Api::OpenAi | Api::Azure => json_response(status, openai::error_body(message, status)),
+            Api::OpenAi | Api::Azure | Api::Responses { .. } => {
+                json_response(status, openai::error_body(message, status))
+            }
             Api::Anthropic | Api::VertexClaude { .. } => json_response(status, anthropic::error_body(message, status)),
             Api::Bedrock { .. } | Api::BedrockInvoke { .. } => {
                 bedrock::error_response(status, bedrock::error_type(status), message)
@@ -122,6 +129,7 @@ impl Api {
     fn tool_layout(&self) -> ToolLayout {
         match self {
             Api::OpenAi | Api::Azure => ToolLayout::OPENAI,
+            Api::Responses { .. } => ToolLayout::RESPONSES,
             Api::Anthropic | Api::BedrockInvoke { .. } | Api::VertexClaude { .. } => ToolLayout::ANTHROPIC,
             Api::Bedrock { .. } => ToolLayout::BEDROCK,
             Api::Gemini { .. } | Api::VertexGemini { .. } => ToolLayout::GEMINI,
@@ -149,6 +157,7 @@ impl Api {
     pub(crate) fn completion(&self, name: &str, params: &ChatParams) -> Bytes {
         match self {
             Api::OpenAi | Api::Azure => openai::completion(name, params),
+            Api::Responses { .. } => responses::message(name, params),
             Api::Anthropic | Api::BedrockInvoke { .. } | Api::VertexClaude { .. } => anthropic::message(name, params),
             Api::Bedrock { .. } => bedrock::converse(name, params),
             Api::Gemini { .. } | Api::VertexGemini { .. } => gemini::generate(name, params),
@@ -167,6 +176,7 @@ impl Api {
     pub(crate) fn stream_parts(&self, name: &str, params: &ChatParams, pieces: usize) -> StreamParts {
         match self {
             Api::OpenAi | Api::Azure => openai::stream_parts(name, params, pieces),
+            Api::Responses { .. } => responses::stream_parts(name, params, pieces),
             Api::Anthropic | Api::VertexClaude { .. } => anthropic::stream_parts(name, params, pieces),
             Api::Bedrock { .. } => bedrock::stream_parts(name, params, pieces),
             Api::BedrockInvoke { .. } => bedrock::invoke_stream_parts(name, params, pieces),
@@ -178,6 +188,7 @@ impl Api {
     pub(crate) fn stream_error(&self, message: &str, status: u16) -> Bytes {
         match self {
             Api::OpenAi | Api::Azure => openai::error_event(message, status),
+            Api::Responses { .. } => responses::error_event(message, status),
             Api::Anthropic | Api::VertexClaude { .. } => anthropic::error_event(message, status),
             Api::Bedrock { .. } | Api::BedrockInvoke { .. } => bedrock::exception_event(message, status),
             Api::Gemini { .. } | Api::VertexGemini { .. } => gemini::error_event(message, status),
@@ -201,6 +212,8 @@ mod tests {
         assert_eq!(Api::of("/v1/chat/completions", None), Api::OpenAi);
         assert_eq!(Api::of("/anything", None), Api::OpenAi);
         assert_eq!(Api::of("/v1/messages", None), Api::Anthropic);
+        assert_eq!(Api::of("/v1/responses", None), Api::Responses { azure: false });
+        assert_eq!(Api::of("/openai/v1/responses", None), Api::Responses { azure: true });
         assert_eq!(Api::of("/openai/deployments/d1/chat/completions", Some("api-version=1")), Api::Azure);
         assert_eq!(
             Api::of("/model/anthropic.claude-v2%3A1/converse", None),

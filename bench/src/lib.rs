@@ -5,6 +5,8 @@
 //! [`MockLlm::start`] serves HTTP/1.1 on 127.0.0.1 in the current tokio
 //! runtime until the handle is dropped:
 //!
+//! - `POST /v1/responses` (and Azure's `/openai/v1/responses`, `api-key` required): the
+//!   OpenAI Responses API, a `response` object or its `response.*` event stream.
 //! - `POST /v1/messages`: Anthropic Messages (a `message`, or its SSE event
 //!   sequence with `"stream": true`; errors as `{"type":"error",...}`).
 //! - `POST /model/{modelId}/converse` and `/converse-stream`: AWS Bedrock
@@ -52,6 +54,7 @@ mod control;
 mod gemini;
 mod handler;
 mod openai;
+mod responses;
 mod server;
 mod sigv4;
 mod state;

@@ -42,30 +42,74 @@ async fn untranslated_paths_skip_providers_that_do_not_serve_them() {
         ENV,
     )
     .await;
-    // The Responses API: Bedrock comes first but cannot serve it, so it is never sent there.
+    // The Responses API reaches Bedrock only translated (Converse), never on its own path.
     let body = json!({"model": "client-model", "input": "Say hello.", "stream": true});
     let r = post_json(&gw.url("/v1/responses"), &body).await;
+    assert_eq!((r.status, r.provider()), (200, "aws"), "{}", r.body);
+    assert!(r.body.contains("event: response.completed"), "{}", r.body);
+    let seen = bedrock.last_request().unwrap();
+    assert_eq!(seen.path, "/model/us.anthropic.claude-sonnet-4-6-v1%3A0/converse-stream");
+    assert_eq!(seen.sigv4_valid, Some(true));
+
+    // Embeddings: Bedrock comes first but does not serve them, so they are never sent there.
+    bedrock.reset_stats();
+    let embed = json!({"model": "client-model", "input": "hello"});
+    let r = post_json(&gw.url("/v1/embeddings"), &embed).await;
     assert_eq!((r.status, r.provider(), r.header("x-switchyard-attempts")), (200, "openai", Some("1")), "{}", r.body);
     assert_eq!(bedrock.requests(), 0, "nothing reached Bedrock");
     let seen = gpt.last_request().unwrap();
-    assert_eq!((seen.path.as_str(), seen.header("authorization")), ("/v1/responses", Some("Bearer sk-openai-test")));
-    let sent = seen.json().unwrap();
-    assert_eq!(sent["model"], "gpt-4o");
-    assert_eq!(sent.get("stream_options"), None, "no Chat Completions option added to a Responses request");
+    assert_eq!((seen.path.as_str(), seen.header("authorization")), ("/v1/embeddings", Some("Bearer sk-openai-test")));
+    assert_eq!(seen.json().unwrap()["model"], "gpt-4o");
     drop(gw);
 
     // With no provider that serves it: 404 in the client's shape, nothing sent anywhere.
     let gw = Gateway::start_with_env(&config(V1, &[kind_provider("aws", &bedrock, BEDROCK, "")]), ENV).await;
-    let r = post_json(&gw.url("/v1/responses"), &body).await;
+    let r = post_json(&gw.url("/v1/embeddings"), &embed).await;
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(r.json()["error"]["type"], "not_found_error");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("/v1/responses"), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("/v1/embeddings"), "{}", r.body);
     assert_eq!(r.header("x-switchyard-model"), Some("client-model"), "the request's model, none was tried");
     let r = post_json(&gw.url("/v1/messages/count_tokens"), &json!({"model": "m", "messages": []})).await;
     assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(r.json()["type"], "error", "Anthropic's shape for an Anthropic path: {}", r.body);
     assert_eq!(r.json()["error"]["type"], "not_found_error");
     assert_eq!(bedrock.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_streams_are_judged_on_their_first_event() {
+    let gpt = MockLlm::start(
+        "gpt",
+        Behavior { stream_error_first: true, status: 500, failure_rate: 0.0, ..Behavior::default() },
+    )
+    .await
+    .unwrap();
+    let azure = MockLlm::start("azure", Behavior::default()).await.unwrap();
+    let gw = Gateway::start_with_env(
+        &config(
+            V1,
+            &[
+                kind_provider("openai", &gpt, "openai: {model: gpt-4.1}", OPENAI_AUTH),
+                kind_provider(
+                    "azure",
+                    &azure,
+                    "azure: {deployment: d, apiVersion: \"2024-10-21\"}",
+                    "{apiKey: {env: AZURE_KEY}}",
+                ),
+            ],
+        ),
+        ENV,
+    )
+    .await;
+    let body = json!({"model": "m", "input": "Say hello.", "stream": true});
+    let r = post_json(&gw.url("/v1/responses"), &body).await;
+    assert_eq!((r.status, r.provider(), r.header("x-switchyard-attempts")), (200, "azure", Some("2")), "{}", r.body);
+    assert!(r.body.contains("Hello from azure") && !r.body.contains("injected"), "{}", r.body);
+    assert_eq!(gpt.last_request().unwrap().path, "/v1/responses");
+    assert_eq!(azure.last_request().unwrap().path, "/openai/v1/responses");
+    // The first provider answered 200 with an `error` event: a stream failure, failed over.
+    let status = gw.provider_status("openai").await;
+    assert_eq!(status["lastError"].as_str().map(|e| e.contains("injected stream error")), Some(true), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

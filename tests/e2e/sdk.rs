@@ -265,3 +265,52 @@ async fn anthropic_sdk_claude_code_fails_over_to_bedrock_then_vertex() {
     assert_eq!(body["thinking"]["budget_tokens"], 1024);
     assert_eq!(body["system"][0]["cache_control"]["type"], "ephemeral");
 }
+
+/// The OpenAI SDK's `client.responses` (plain, streamed, a function-call round trip):
+/// OpenAI 429 → Azure (natively, on its v1 surface) → Anthropic (translated).
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_responses_fail_over_to_azure_then_anthropic() {
+    let python = tokio::task::spawn_blocking(sdk_python).await.unwrap().unwrap_or_else(|why| panic!("{why}"));
+    let gpt_down = MockLlm::start("gpt-down", Behavior::failing(429)).await.unwrap();
+    let azure = MockLlm::start("azure", Behavior::default()).await.unwrap();
+    let claude = MockLlm::start("claude", Behavior::default()).await.unwrap();
+    let config = format!(
+        "routes:\n  - {{name: responses, match: {{pathPrefix: /v1/responses}}, backend: r}}\nbackends:\n  r:\n    \
+         groups:\n      - providers: [{}]\n      - providers: [{}]\n      - providers: [{}]\n    \
+         health: {{eviction: {{maxEjectionPercent: 0}}}}\n",
+        kind_provider("gpt-down", &gpt_down, "openai: {model: gpt-4.1}", OPENAI_AUTH),
+        kind_provider(
+            "azure",
+            &azure,
+            "azure: {deployment: gpt-41-prod, apiVersion: \"2024-10-21\"}",
+            "{apiKey: {env: AZURE_KEY}}"
+        ),
+        kind_provider("claude", &claude, "anthropic: {model: claude-sonnet-4-6}", ANTHROPIC_AUTH),
+    );
+    let mut env = ENV.to_vec();
+    env.push(("AZURE_KEY", "az-test"));
+    let gw = Gateway::start_with_env(&config, &env).await;
+    // Text, a stream, a function call and its output.
+    const REQUESTS: u64 = 4;
+
+    run_checks(&python, &gw, "azure", "", "responses").await;
+    assert_eq!((gpt_down.requests(), azure.requests()), (REQUESTS, REQUESTS));
+    let tried = gpt_down.last_request().unwrap();
+    assert_eq!((tried.path.as_str(), tried.header("authorization")), ("/v1/responses", Some("Bearer sk-openai-test")));
+    let served = azure.last_request().unwrap();
+    assert_eq!((served.path.as_str(), served.header("api-key")), ("/openai/v1/responses", Some("az-test")));
+    let sent = served.json().unwrap();
+    assert_eq!(sent["model"], "gpt-41-prod", "the deployment names the model");
+    assert_eq!(sent["input"].as_array().unwrap().last().unwrap()["type"], "function_call_output");
+
+    azure.set_behavior(Behavior::failing(503));
+    run_checks(&python, &gw, "claude", "", "responses").await;
+    assert_eq!(claude.requests(), REQUESTS);
+    let served = claude.last_request().unwrap();
+    assert_eq!((served.path.as_str(), served.header("x-api-key")), ("/v1/messages", Some("sk-ant-test")));
+    let sent = served.json().unwrap();
+    assert_eq!(sent["model"], "claude-sonnet-4-6");
+    assert_eq!(sent["tools"][0]["name"], "get_weather", "the function tool reached Anthropic");
+    let last = sent["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["content"][0]["type"], "tool_result", "the function output became a tool_result: {last}");
+}
