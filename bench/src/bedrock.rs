@@ -24,31 +24,30 @@ const TOOL_USE_ID: &str = "tooluse_mock_1";
 /// Content type of a ConverseStream answer.
 pub(crate) const STREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
 
-/// (model id, stream) of a Converse path; the model id percent-decoded.
-pub(crate) fn route(path: &str) -> Option<(String, bool)> {
+/// (model id, stream) of a `/model/{modelId}/{op}` path whose `op` is `whole` or
+/// `streamed`; the model id percent-decoded.
+fn model_route(path: &str, whole: &str, streamed: &str) -> Option<(String, bool)> {
     let (model, op) = path.strip_prefix("/model/")?.rsplit_once('/')?;
     let stream = match op {
-        "converse" => false,
-        "converse-stream" => true,
+        op if op == whole => false,
+        op if op == streamed => true,
         _ => return None,
     };
     let model = percent_decode_str(model).decode_utf8().ok()?.into_owned();
     (!model.is_empty()).then_some((model, stream))
 }
 
+/// (model id, stream) of a Converse path.
+pub(crate) fn route(path: &str) -> Option<(String, bool)> {
+    model_route(path, "converse", "converse-stream")
+}
+
 /// `anthropic_version` a Claude InvokeModel body must carry.
 pub(crate) const INVOKE_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 
-/// (model id, stream) of an InvokeModel path; the model id percent-decoded.
+/// (model id, stream) of an InvokeModel path.
 pub(crate) fn invoke_route(path: &str) -> Option<(String, bool)> {
-    let (model, op) = path.strip_prefix("/model/")?.rsplit_once('/')?;
-    let stream = match op {
-        "invoke" => false,
-        "invoke-with-response-stream" => true,
-        _ => return None,
-    };
-    let model = percent_decode_str(model).decode_utf8().ok()?.into_owned();
-    (!model.is_empty()).then_some((model, stream))
+    model_route(path, "invoke", "invoke-with-response-stream")
 }
 
 /// Why a Claude InvokeModel body is refused, as Bedrock words it: the model and the

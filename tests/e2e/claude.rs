@@ -14,12 +14,6 @@ pub const BEDROCK_CLAUDE: &str = "bedrock: {model: \"us.anthropic.claude-sonnet-
 pub const VERTEX_CLAUDE: &str =
     "vertex: {project: my-project, region: us-east5, model: \"claude-sonnet-4-6@20250929\"}";
 
-/// A provider of `kind` pointing at `mock`.
-pub fn kind_provider(name: &str, mock: &MockLlm, kind: &str, auth: &str) -> String {
-    let auth = if auth.is_empty() { String::new() } else { format!(", auth: {auth}") };
-    format!("{{name: {name}, {kind}, host: 127.0.0.1, port: {}, tls: false{auth}}}", mock.port())
-}
-
 fn pem(label: &str, der: &[u8]) -> String {
     let b64 = aws_smithy_types::base64::encode(der);
     let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();

@@ -2,7 +2,6 @@
 //! the client's shape otherwise); embeddings fail over between OpenAI and Azure; a route's
 //! `rewrite: {prefix}` decides the client's API; `x-switchyard-model` is on every answer.
 
-use crate::claude::kind_provider;
 use crate::harness::*;
 use serde_json::json;
 

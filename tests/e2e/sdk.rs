@@ -76,12 +76,6 @@ fn sdk_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-/// A provider of `kind` (`anthropic: {model: x}` style) pointing at `mock`.
-fn kind_provider(name: &str, mock: &MockLlm, kind: &str, auth: &str) -> String {
-    let auth = if auth.is_empty() { String::new() } else { format!(", auth: {auth}") };
-    format!("{{name: {name}, {kind}, host: 127.0.0.1, port: {}, tls: false{auth}}}", mock.port())
-}
-
 const OPENAI_AUTH: &str = "{apiKey: {env: OPENAI_API_KEY}}";
 const ANTHROPIC_AUTH: &str = "{apiKey: {env: ANTHROPIC_API_KEY}}";
 const BEDROCK: &str = "bedrock: {model: \"us.anthropic.claude-sonnet-4-6-v1:0\", region: us-east-1}";

@@ -415,6 +415,20 @@ pub fn insert_some<T: Serialize>(out: &mut Map<String, Value>, key: &str, value:
     }
 }
 
+/// Fails on the first present key of `obj` not in `allowed`, naming it as unsupported by
+/// `target`.
+pub fn check_keys(
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+    at: &str,
+    target: &'static str,
+) -> Result<(), TranslateError> {
+    match present(obj).find(|(k, _)| !allowed.contains(&k.as_str())) {
+        Some((key, _)) => Err(TranslateError::unsupported(format!("{at}.{key}"), target)),
+        None => Ok(()),
+    }
+}
+
 /// `data:image/png;base64,AAAA` → (`image/png`, `AAAA`).
 pub fn parse_data_url(url: &str) -> Option<(String, String)> {
     let rest = url.strip_prefix("data:")?;

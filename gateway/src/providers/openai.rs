@@ -221,24 +221,36 @@ fn parse_tools(value: &Value, target: &'static str) -> Result<Vec<Tool>, Transla
         }
         let fat = format!("{at}.function");
         let function = object(obj.get("function").unwrap_or(&Value::Null), &fat)?;
-        for (key, v) in present(function) {
-            match key.as_str() {
-                "name" | "description" | "parameters" => {}
-                "strict" if v.as_bool() == Some(false) => {}
-                other => return Err(TranslateError::unsupported(format!("{fat}.{other}"), target)),
-            }
-        }
-        tools.push(Tool {
-            name: req_str(function, "name", &fat)?,
-            description: opt_str(function, "description", &fat)?,
-            parameters: function
-                .get("parameters")
-                .filter(|p| !p.is_null())
-                .cloned()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-        });
+        tools.push(function_tool(function, &[], &fat, target)?);
     }
     Ok(tools)
+}
+
+/// A function tool's `name`, `description` and `parameters` (`strict` only when false);
+/// `other_keys` may be present too.
+pub(crate) fn function_tool(
+    function: &Map<String, Value>,
+    other_keys: &[&str],
+    at: &str,
+    target: &'static str,
+) -> Result<Tool, TranslateError> {
+    for (key, v) in present(function) {
+        match key.as_str() {
+            "name" | "description" | "parameters" => {}
+            "strict" if v.as_bool() == Some(false) => {}
+            other if other_keys.contains(&other) => {}
+            other => return Err(TranslateError::unsupported(format!("{at}.{other}"), target)),
+        }
+    }
+    Ok(Tool {
+        name: req_str(function, "name", at)?,
+        description: opt_str(function, "description", at)?,
+        parameters: function
+            .get("parameters")
+            .filter(|p| !p.is_null())
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+    })
 }
 
 /// `auto`, `required` or `none`.

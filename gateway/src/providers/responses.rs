@@ -7,14 +7,14 @@
 //! built-in tools, ...) is refused naming the field, like chat.
 
 use super::ir::{
-    array, boolean, number, object, opt_str, present, req_str, string, unsigned, ErrorInfo, Event, Finish, Part, Reply,
-    ReplyPart, Request, ResponseFormat, Role, Tool, ToolCall, ToolChoice, ToolResult, Usage,
+    array, boolean, check_keys, number, object, opt_str, present, req_str, string, unsigned, ErrorInfo, Event, Finish,
+    Part, Reply, ReplyPart, Request, ResponseFormat, Role, Tool, ToolCall, ToolChoice, ToolResult, Usage,
 };
-use super::openai::{error_value, image_from_url, tool_choice_mode};
+use super::openai::{error_value, function_tool, image_from_url, tool_choice_mode};
 use super::stream::{write_event, ClientEncoder, EncoderState};
 use super::{ReplyMeta, TranslateError};
 use bytes::BytesMut;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 // ---- requests ---------------------------------------------------------------------------
 
@@ -63,18 +63,6 @@ pub fn parse_request(body: &Value, target: &'static str) -> Result<Request, Tran
         }
     }
     Ok(req)
-}
-
-fn check_keys(
-    obj: &Map<String, Value>,
-    allowed: &[&str],
-    at: &str,
-    target: &'static str,
-) -> Result<(), TranslateError> {
-    match present(obj).find(|(k, _)| !allowed.contains(&k.as_str())) {
-        Some((key, _)) => Err(TranslateError::unsupported(format!("{at}.{key}"), target)),
-        None => Ok(()),
-    }
 }
 
 /// One input item: a message, a function call the model made, or its output.
@@ -178,22 +166,7 @@ fn parse_tools(value: &Value, target: &'static str) -> Result<Vec<Tool>, Transla
         if kind != "function" {
             return Err(TranslateError::unsupported(format!("{at}.type = {kind}"), target));
         }
-        for (key, v) in present(obj) {
-            match key.as_str() {
-                "type" | "name" | "description" | "parameters" => {}
-                "strict" if v.as_bool() == Some(false) => {}
-                other => return Err(TranslateError::unsupported(format!("{at}.{other}"), target)),
-            }
-        }
-        tools.push(Tool {
-            name: req_str(obj, "name", &at)?,
-            description: opt_str(obj, "description", &at)?,
-            parameters: obj
-                .get("parameters")
-                .filter(|p| !p.is_null())
-                .cloned()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-        });
+        tools.push(function_tool(obj, &["type"], &at, target)?);
     }
     Ok(tools)
 }
