@@ -107,3 +107,15 @@ fn whole_answers_become_response_objects() {
         })
     );
 }
+
+#[test]
+fn a_broken_stream_ends_with_the_clients_error_event() {
+    let text = super::mid_stream_error(Some(ClientApi::OpenAiResponses), "reset ");
+    let events = render_sse(&text);
+    assert_eq!(events[0]["event"], "error");
+    assert_eq!(events[0]["data"]["message"], "provider failed mid-stream: reset");
+    let anthropic = render_sse(&super::mid_stream_error(Some(ClientApi::AnthropicMessages), "reset"));
+    assert_eq!((anthropic[0]["event"].as_str(), anthropic[0]["data"]["type"].as_str()), (Some("error"), Some("error")));
+    let chat = render_sse(&super::mid_stream_error(None, "reset"));
+    assert_eq!(chat[0]["data"]["error"]["code"], 502);
+}
