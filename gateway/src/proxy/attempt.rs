@@ -129,78 +129,60 @@ impl Gateway {
         let hide_usage =
             req.api == Some(ClientApi::OpenAiChat) && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
         let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
-        let (head, body) = if req.api.is_none()
-            || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi)
-        {
-            // The hot path: same API, only the model (and the usage request) spliced in.
-            let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
-            // Upstream writes are not buffered, so each piece is a send: a small body goes
-            // as one piece (copied), a large one as slices of the original (not copied).
-            let model = slot.config.model.as_deref();
-            let body = match &req.chat {
-                Some(c) if req.body.len() < SPLICE_ABOVE => vec![c.rewrite(&req.body, model, ask_usage)],
-                Some(c) => c.rewrite_parts(&req.body, model, ask_usage),
-                None => vec![req.body.clone()],
-            };
-            let len = body.iter().map(Bytes::len).sum();
-            let head = headers::upstream_request(
-                session.req_header(),
-                req.route,
-                &slot.config,
-                upstream,
-                &req.request_id,
-                len,
-            );
-            (head, body)
-        } else {
-            let client = session.req_header();
-            let passthrough = (slot.config.auth == crate::config::Auth::Passthrough)
-                .then(|| client.headers.get(http::header::AUTHORIZATION))
-                .flatten();
-            let api = req.api.unwrap_or(ClientApi::OpenAiChat);
-            let cx = providers::ClientContext {
-                passthrough_auth: passthrough,
-                anthropic_beta: client.headers.get(&providers::ANTHROPIC_BETA),
-                policy: backend.balancer.backend.translation,
-            };
-            let prepared = match providers::google_auth::fetch_authorization(&slot.config.auth, &self.connector).await {
-                Ok(bearer) => {
-                    let creds = credentials(&slot.config, bearer.as_ref());
-                    providers::prepare(api, &req.body, &slot.config, &creds, &cx, SystemTime::now())
-                        .map_err(|e| ("translate", e.to_string()))
-                }
-                Err(e) => Err(("auth", e)),
-            };
-            match prepared {
-                Ok(prepared) => {
-                    if !prepared.dropped.is_empty() {
-                        record.dropped = Some(prepared.dropped.join(", "));
+        let (head, body) =
+            if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
+                // The hot path: same API, only the model (and the usage request) spliced in.
+                let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
+                // Upstream writes are not buffered, so each piece is a send: a small body goes
+                // as one piece (copied), a large one as slices of the original (not copied).
+                let model = slot.config.model.as_deref();
+                let body = match &req.chat {
+                    Some(c) if req.body.len() < SPLICE_ABOVE => vec![c.rewrite(&req.body, model, ask_usage)],
+                    Some(c) => c.rewrite_parts(&req.body, model, ask_usage),
+                    None => vec![req.body.clone()],
+                };
+                let len = body.iter().map(Bytes::len).sum();
+                let head = headers::upstream_request(
+                    session.req_header(),
+                    req.route,
+                    &slot.config,
+                    upstream,
+                    &req.request_id,
+                    len,
+                );
+                (head, body)
+            } else {
+                let client = session.req_header();
+                match self.prepare(client, req, &slot.config).await {
+                    Ok(prepared) => {
+                        if !prepared.dropped.is_empty() {
+                            record.dropped = Some(prepared.dropped.join(", "));
+                        }
+                        let head = headers::prepared_request(
+                            client,
+                            req.route,
+                            &slot.config,
+                            upstream,
+                            &req.request_id,
+                            &prepared,
+                        );
+                        (head, vec![prepared.body])
                     }
-                    let head = headers::prepared_request(
-                        client,
-                        req.route,
-                        &slot.config,
-                        upstream,
-                        &req.request_id,
-                        &prepared,
-                    );
-                    (head, vec![prepared.body])
+                    Err((label, e)) => {
+                        // Not the provider's fault: no health verdict, just try the next one.
+                        slot.health.release(sel.permit);
+                        record.error = Some(label);
+                        self.finish_attempt(ctx, record, started, label);
+                        let detail = format!("{provider}: {e}");
+                        return Ok(AttemptEnd::Failed(Box::new(Failed::gone(
+                            provider,
+                            TransportKind::Reset,
+                            detail,
+                            false,
+                        ))));
+                    }
                 }
-                Err((label, e)) => {
-                    // Not the provider's fault: no health verdict, just try the next one.
-                    slot.health.release(sel.permit);
-                    record.error = Some(label);
-                    self.finish_attempt(ctx, record, started, label);
-                    let detail = format!("{provider}: {e}");
-                    return Ok(AttemptEnd::Failed(Box::new(Failed::gone(
-                        provider,
-                        TransportKind::Reset,
-                        detail,
-                        false,
-                    ))));
-                }
-            }
-        };
+            };
         let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
         let exchange = self.exchange(session, upstream, head, body, req.route.timeouts.connect, first_byte).await;
 
@@ -385,6 +367,32 @@ impl Gateway {
             }
             StreamEnd::ClientGone => Ok(AttemptEnd::ClientGone),
         }
+    }
+
+    /// The request for a provider that needs its own (another API, or Claude in another
+    /// host's envelope), with the credentials it needs fetched first; `Err` holds the
+    /// attempt outcome (`translate`, `auth`) and why.
+    async fn prepare(
+        &self,
+        client: &crate::http1::server::ClientRequest,
+        req: &Request<'_>,
+        provider: &crate::config::ProviderConfig,
+    ) -> Result<providers::UpstreamRequest, (&'static str, String)> {
+        let passthrough = (provider.auth == crate::config::Auth::Passthrough)
+            .then(|| client.headers.get(http::header::AUTHORIZATION))
+            .flatten();
+        let cx = providers::ClientContext {
+            passthrough_auth: passthrough,
+            anthropic_beta: client.headers.get(&providers::ANTHROPIC_BETA),
+            policy: req.backend.balancer.backend.translation,
+        };
+        let bearer = providers::google_auth::fetch_authorization(&provider.auth, &self.connector)
+            .await
+            .map_err(|e| ("auth", e))?;
+        let creds = credentials(provider, bearer.as_ref());
+        let api = req.api.unwrap_or(ClientApi::OpenAiChat);
+        providers::prepare(api, &req.body, provider, &creds, &cx, SystemTime::now())
+            .map_err(|e| ("translate", e.to_string()))
     }
 
     fn client_gone(&self, ctx: &mut Ctx, mut record: AttemptRecord, started: Instant) -> AttemptEnd {
