@@ -11,6 +11,7 @@ pub static X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provid
 pub static X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
 pub static X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_DROPPED: HeaderName = HeaderName::from_static("x-switchyard-dropped");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -65,6 +66,9 @@ pub fn prepared_request(
     prepared: &crate::providers::UpstreamRequest,
 ) -> RequestHead {
     let mut headers = forwarded_headers(client, route, provider);
+    for name in &prepared.remove_headers {
+        headers.remove(name);
+    }
     for (name, value) in &prepared.headers {
         headers.insert(name.clone(), value.clone());
     }
@@ -84,10 +88,15 @@ pub fn upstream_request(
     request_id: &HeaderValue,
     body_len: usize,
 ) -> RequestHead {
-    let path = match (&provider.path, &route.rewrite) {
-        (Some(p), _) => p.as_str(),
-        (None, Some(rw)) => rw.as_str(),
-        (None, None) => client.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+    let rewritten = crate::routing::rewrite_path(route, client.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    let mapped;
+    let path = match &provider.path {
+        Some(p) => p.as_str(),
+        None => {
+            // The provider's own path for it (Azure's deployment paths), else as it is.
+            mapped = crate::providers::paths::passthrough_path(&provider.kind, &rewritten);
+            mapped.as_deref().unwrap_or(&rewritten)
+        }
     };
     let mut headers = forwarded_headers(client, route, provider);
     headers.insert(header::HOST, upstream.host_header.clone());
