@@ -208,7 +208,7 @@ async fn body_memory_budget_refuses_with_503() {
     holder.write_all(&body.as_bytes()[..10]).await.unwrap();
     // A second one would pass the cap (once the holder's head is read and its length held).
     let url = gw.url(CHAT);
-    let refused = eventually(Duration::from_secs(5), || {
+    let refused = eventually(Duration::from_secs(15), || {
         let (url, body) = (url.clone(), body.clone());
         async move { post(&url, body).await.status == 503 }
     })
