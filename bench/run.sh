@@ -81,7 +81,7 @@ if [ "$smoke" = 1 ]; then duration=1; slow_streams=200; slow_events=3; fi
 [[ "$repeat" =~ ^[0-9]+$ && "$repeat" -ge 1 ]] || { echo "run.sh: --repeat must be >= 1" >&2; exit 2; }
 IFS=',' read -r -a selected <<<"$scenarios"
 for s in "${selected[@]}"; do
-  [[ "$s" =~ ^[1-6]$ ]] || { echo "run.sh: unknown scenario '$s' (1-6)" >&2; exit 2; }
+  [[ "$s" =~ ^[1-8]$ ]] || { echo "run.sh: unknown scenario '$s' (1-8)" >&2; exit 2; }
 done
 want() { [[ ",$scenarios," == *",$1,"* ]]; }
 profile() { [[ ",$perf_scenarios," == *",$1,"* ]]; }

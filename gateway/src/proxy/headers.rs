@@ -175,3 +175,24 @@ pub fn request_id(client: &RequestHeader) -> HeaderValue {
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn client_headers_drop_hop_by_hop_and_connection_named_fields() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Upstream-Hop"));
+        headers.insert("x-upstream-hop", HeaderValue::from_static("secret"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        let out = client_headers(&ResponseHead { status: http::StatusCode::OK, headers });
+        assert!(out.get("x-upstream-hop").is_none());
+        assert!(out.get(header::CONNECTION).is_none() && out.get("keep-alive").is_none());
+        assert_eq!(out.get("x-kept").unwrap(), "1");
+        assert_eq!(out.get(header::CONTENT_LENGTH).unwrap(), "2");
+    }
+}
