@@ -5,6 +5,7 @@
 mod harness;
 
 mod bad_input;
+mod claude;
 mod clients;
 mod config;
 mod edge;
@@ -14,6 +15,7 @@ mod http1;
 mod import;
 mod observability;
 mod operations;
+mod paths;
 mod providers;
 mod references;
 mod sdk;

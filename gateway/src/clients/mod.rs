@@ -10,7 +10,6 @@ pub mod window;
 
 use crate::config::Route;
 use crate::health::Millis;
-use crate::providers::ClientApi;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -243,10 +242,11 @@ impl Refusal {
         }
     }
 
-    /// The JSON body in the client API's error shape (OpenAI unless the API is Anthropic's).
-    pub fn body(&self, api: Option<ClientApi>) -> Vec<u8> {
+    /// The JSON body in the client API's error shape: Anthropic's when `anthropic` (an
+    /// Anthropic path), else OpenAI's.
+    pub fn body(&self, anthropic: bool) -> Vec<u8> {
         let message = self.message();
-        let value = if api == Some(ClientApi::AnthropicMessages) {
+        let value = if anthropic {
             let kind = match self {
                 Refusal::MissingKey | Refusal::UnknownKey => "authentication_error",
                 Refusal::RouteNotAllowed { .. } => "permission_error",
@@ -438,21 +438,21 @@ mod tests {
 
     #[test]
     fn refusal_bodies_follow_the_client_api() {
-        let body = |r: &Refusal, api| serde_json::from_slice::<serde_json::Value>(&r.body(api)).unwrap();
-        let v = body(&Refusal::UnknownKey, Some(ClientApi::OpenAiChat));
+        let body = |r: &Refusal, anthropic| serde_json::from_slice::<serde_json::Value>(&r.body(anthropic)).unwrap();
+        let v = body(&Refusal::UnknownKey, false);
         assert_eq!(
             (v["error"]["type"].as_str(), v["error"]["code"].as_str()),
             (Some("invalid_request_error"), Some("invalid_api_key"))
         );
-        let v = body(&Refusal::MissingKey, Some(ClientApi::AnthropicMessages));
+        let v = body(&Refusal::MissingKey, true);
         assert_eq!((v["type"].as_str(), v["error"]["type"].as_str()), (Some("error"), Some("authentication_error")));
         let forbidden = Refusal::RouteNotAllowed { client: "a".into(), route: "r".into() };
-        assert_eq!(body(&forbidden, None)["error"]["type"], "permission_error");
-        assert_eq!(body(&forbidden, Some(ClientApi::AnthropicMessages))["error"]["type"], "permission_error");
+        assert_eq!(body(&forbidden, false)["error"]["type"], "permission_error");
+        assert_eq!(body(&forbidden, true)["error"]["type"], "permission_error");
         let limited = Refusal::Limited { client: "a".into(), limit: LimitKind::Tokens, retry_after_secs: 3 };
         assert_eq!(limited.status(), 429);
-        assert_eq!(body(&limited, Some(ClientApi::AnthropicMessages))["error"]["type"], "rate_limit_error");
-        assert_eq!(body(&limited, Some(ClientApi::OpenAiChat))["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(body(&limited, true)["error"]["type"], "rate_limit_error");
+        assert_eq!(body(&limited, false)["error"]["code"], "rate_limit_exceeded");
     }
 
     const BASE: &str = "listen: [\"127.0.0.1:1\"]\nroutes: [{name: chat, match: {pathPrefix: /}, backend: b}]\n";

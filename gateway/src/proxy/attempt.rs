@@ -54,12 +54,16 @@ impl Failed {
     }
 }
 
-/// The credentials translation signs or authenticates with.
-fn credentials(p: &crate::config::ProviderConfig) -> Credentials<'_> {
-    match &p.auth {
-        crate::config::Auth::ApiKey(key) => Credentials::ApiKey(key.expose()),
-        crate::config::Auth::Aws(aws) => Credentials::Aws(aws),
-        crate::config::Auth::None | crate::config::Auth::Passthrough => Credentials::None,
+/// The credentials translation signs or authenticates with; `bearer` is what
+/// [`providers::google_auth::fetch_authorization`] fetched.
+fn credentials<'a>(p: &'a crate::config::ProviderConfig, bearer: Option<&'a http::HeaderValue>) -> Credentials<'a> {
+    match (&p.auth, bearer) {
+        (_, Some(v)) => Credentials::Bearer(v),
+        (crate::config::Auth::ApiKey(key), None) => Credentials::ApiKey(key.expose()),
+        (crate::config::Auth::Aws(aws), None) => Credentials::Aws(aws),
+        (crate::config::Auth::None | crate::config::Auth::Passthrough | crate::config::Auth::Google(_), None) => {
+            Credentials::None
+        }
     }
 }
 
@@ -118,13 +122,16 @@ impl Gateway {
             error: None,
             duration: Duration::ZERO,
             ejected: false,
+            model: slot.config.model.clone().or_else(|| ctx.model_requested.clone()),
+            dropped: None,
         };
         let kind = &slot.config.kind;
         let client_stream = req.chat.as_ref().is_some_and(|c| c.stream);
-        // OpenAI clients that did not ask for usage on a stream get it asked for on their
-        // behalf (to count tokens) and hidden again.
-        let hide_usage = req.api != Some(ClientApi::AnthropicMessages)
-            && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
+        // Chat Completions clients that did not ask for usage on a stream get it asked for
+        // on their behalf (to count tokens) and hidden again. Untranslated paths (the
+        // Responses API, ...) may have no such option: they go as they are.
+        let hide_usage =
+            req.api == Some(ClientApi::OpenAiChat) && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
         let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
         let (head, body) =
             if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
@@ -150,19 +157,11 @@ impl Gateway {
                 (head, body)
             } else {
                 let client = session.req_header();
-                let passthrough = (slot.config.auth == crate::config::Auth::Passthrough)
-                    .then(|| client.headers.get(http::header::AUTHORIZATION))
-                    .flatten();
-                let api = req.api.unwrap_or(ClientApi::OpenAiChat);
-                match providers::prepare(
-                    api,
-                    &req.body,
-                    &slot.config,
-                    &credentials(&slot.config),
-                    passthrough,
-                    SystemTime::now(),
-                ) {
+                match self.prepare(client, req, &slot.config).await {
                     Ok(prepared) => {
+                        if !prepared.dropped.is_empty() {
+                            record.dropped = Some(prepared.dropped.join(", "));
+                        }
                         let head = headers::prepared_request(
                             client,
                             req.route,
@@ -173,10 +172,10 @@ impl Gateway {
                         );
                         (head, vec![prepared.body])
                     }
-                    Err(e) => {
+                    Err((label, e)) => {
                         // Not the provider's fault: no health verdict, just try the next one.
-                        record.error = Some("translate");
-                        self.finish_attempt(ctx, record, started, "translate");
+                        record.error = Some(label);
+                        self.finish_attempt(ctx, record, started, label);
                         let detail = format!("{provider}: {e}");
                         return Ok(AttemptEnd::Failed(Box::new(Failed::gone(
                             provider,
@@ -312,6 +311,9 @@ impl Gateway {
         }
 
         // Deliver: this answer is the one the client gets.
+        if let Some(v) = record.dropped.as_deref().and_then(|d| http::HeaderValue::from_str(d).ok()) {
+            out.insert(headers::X_DROPPED.clone(), v);
+        }
         self.finish_attempt(ctx, record, started, label);
         let served_model = slot.config.model.clone().or_else(|| ctx.model_requested.clone());
         stamp(&mut out, Some(provider), served_model.as_deref(), ctx.attempts.len(), &req.request_id);
@@ -366,6 +368,32 @@ impl Gateway {
             }
             StreamEnd::ClientGone => Ok(AttemptEnd::ClientGone),
         }
+    }
+
+    /// The request for a provider that needs its own (another API, or Claude in another
+    /// host's envelope), with the credentials it needs fetched first; `Err` holds the
+    /// attempt outcome (`translate`, `auth`) and why.
+    async fn prepare(
+        &self,
+        client: &pingora_http::RequestHeader,
+        req: &Request<'_>,
+        provider: &crate::config::ProviderConfig,
+    ) -> Result<providers::UpstreamRequest, (&'static str, String)> {
+        let passthrough = (provider.auth == crate::config::Auth::Passthrough)
+            .then(|| client.headers.get(http::header::AUTHORIZATION))
+            .flatten();
+        let cx = providers::ClientContext {
+            passthrough_auth: passthrough,
+            anthropic_beta: client.headers.get(&providers::ANTHROPIC_BETA),
+            policy: req.backend.balancer.backend.translation,
+        };
+        let bearer = providers::google_auth::fetch_authorization(&provider.auth, &self.connector)
+            .await
+            .map_err(|e| ("auth", e))?;
+        let creds = credentials(provider, bearer.as_ref());
+        let api = req.api.unwrap_or(ClientApi::OpenAiChat);
+        providers::prepare(api, &req.body, provider, &creds, &cx, SystemTime::now())
+            .map_err(|e| ("translate", e.to_string()))
     }
 
     fn client_gone(&self, ctx: &mut Ctx, mut record: AttemptRecord, started: Instant) -> AttemptEnd {
@@ -771,15 +799,7 @@ async fn read_body_limited(up: &mut UpstreamSession, wait: Duration, limit: usiz
 /// The SSE error event that ends a stream whose provider failed mid-way, in the client's
 /// API shape.
 fn error_event(api: Option<ClientApi>, detail: &str) -> Bytes {
-    let message = format!("provider failed mid-stream: {}", detail.trim());
-    let text = if api == Some(ClientApi::AnthropicMessages) {
-        let data = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}});
-        format!("event: error\ndata: {data}\n\n")
-    } else {
-        let data = serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": 502}});
-        format!("data: {data}\n\n")
-    };
-    Bytes::from(text)
+    providers::mid_stream_error(api, detail)
 }
 
 /// A pooled connection that the provider had closed while idle: the request could not be

@@ -86,6 +86,9 @@ pub struct AttemptEntry<'a> {
     pub error: Option<&'a str>,
     pub duration_ms: f64,
     pub ejected: bool,
+    /// What the `drop` translation policy removed for this attempt (`thinking, cache_control`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<&'a str>,
 }
 
 pub fn millis(d: std::time::Duration) -> f64 {
