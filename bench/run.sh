@@ -121,6 +121,11 @@ fi
 hard="$(ulimit -Hn)"
 if [ "$hard" = unlimited ] || [ "$hard" -gt 65536 ]; then hard=65536; fi
 ulimit -n "$hard" 2>/dev/null || true
+# Scenario 8: a proxy holds two descriptors per stream (client and upstream).
+if [ $((2 * slow_streams + 200)) -gt "$(ulimit -n)" ]; then
+  slow_streams=$((($(ulimit -n) - 200) / 2))
+  log "open-file limit $(ulimit -n): scenario 8 runs $slow_streams streams"
+fi
 [ "$(ulimit -n)" -ge $((2 * hold_conns + 200)) ] ||
   die "open-file limit $(ulimit -n) is too low for $hold_conns connections (raise ulimit -n)"
 

@@ -411,7 +411,7 @@ fn slow_streams(addr: &str, n: usize, path: &str, body_file: &PathBuf, pid: &str
                 stats
             }));
             // Connect in batches, so that the listen backlogs are not the test.
-            if i % 256 == 255 {
+            if i % 100 == 99 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
