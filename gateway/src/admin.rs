@@ -91,6 +91,7 @@ impl AdminApp {
                                     "consecutiveFailures": snap.consecutive_failures,
                                     "timesEjected": snap.times_ejected,
                                     "ejectionStreak": snap.streak,
+                                    "ejectionReason": snap.ejection_reason,
                                     "weight": snap.weight,
                                     "lastError": snap.last_error,
                                     "requestsLastMinute": requests,

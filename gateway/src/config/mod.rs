@@ -267,6 +267,8 @@ pub struct Eviction {
     pub growth: f64,
     pub max_duration: Duration,
     pub max_ejection_percent: u32,
+    /// Ejection for an answer that says the account is out of credit or over a hard quota.
+    pub quota_duration: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -827,7 +829,15 @@ fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
         growth: e.growth.unwrap_or(2.0),
         max_duration: cx.duration(e.max_duration.as_deref(), Duration::from_secs(300), &format!("{epath}.maxDuration")),
         max_ejection_percent: e.max_ejection_percent.unwrap_or(100),
+        quota_duration: cx.duration(
+            e.quota_duration.as_deref(),
+            Duration::from_secs(3600),
+            &format!("{epath}.quotaDuration"),
+        ),
     };
+    if eviction.quota_duration.is_zero() {
+        cx.push(&format!("{epath}.quotaDuration"), "must be greater than 0");
+    }
     if eviction.consecutive_failures == 0 {
         cx.push(&format!("{epath}.consecutiveFailures"), "must be at least 1");
     }

@@ -267,6 +267,7 @@ pub struct RawEviction {
     pub growth: Option<f64>,
     pub max_duration: Option<String>,
     pub max_ejection_percent: Option<u32>,
+    pub quota_duration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -68,6 +68,9 @@ pub enum FailureKind {
     Stream,
     /// An active health probe failed.
     Probe,
+    /// The answer says the account is out of credit or over a hard quota: waiting seconds
+    /// will not help, so the ejection lasts `eviction.quotaDuration`.
+    Quota,
 }
 
 impl FailureKind {
@@ -79,6 +82,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::Stream => "stream",
             FailureKind::Probe => "probe",
+            FailureKind::Quota => "quota",
         }
     }
 }
@@ -101,6 +105,9 @@ pub enum Transition {
     Ejected {
         duration: Duration,
         reason: &'static str,
+        /// The provider's own hint when it asked for longer than `maxDuration` (and was cut
+        /// to it): logged once, with this ejection.
+        capped_hint: Option<Duration>,
     },
     /// Ejection was due, but the group's `maxEjectionPercent` floor kept the provider in.
     KeptByFloor,
@@ -145,6 +152,8 @@ pub struct Snapshot {
     pub last_error: Option<String>,
     /// Share of traffic while ramping up after a trial, 0..=1.
     pub weight: f64,
+    /// Why the provider is out of rotation (ejected or on trial): the metrics reason.
+    pub ejection_reason: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -161,6 +170,8 @@ struct State {
     probe_successes: u32,
     /// The current ejection came from active probes (so probes may also end it).
     ejected_by_probe: bool,
+    /// Why the current (or last) ejection happened.
+    ejection_reason: Option<FailureKind>,
 }
 
 /// Health of one provider, shared by all worker threads.
@@ -194,6 +205,7 @@ impl Default for ProviderHealth {
                 probe_failures: 0,
                 probe_successes: 0,
                 ejected_by_probe: false,
+                ejection_reason: None,
             }),
             window: Default::default(),
         }
@@ -329,7 +341,8 @@ impl ProviderHealth {
                 let trial_failed = until != 0; // ejection over, so this was a trial-phase verdict
                 if !trial_failed {
                     s.consecutive_failures += 1;
-                    if s.consecutive_failures < eviction.consecutive_failures {
+                    // Quota exhaustion is not transient: one answer saying so is enough.
+                    if s.consecutive_failures < eviction.consecutive_failures && *kind != FailureKind::Quota {
                         return Transition::Nothing;
                     }
                     if !may_eject() {
@@ -349,7 +362,16 @@ impl ProviderHealth {
         hint: Option<Duration>,
         kind: FailureKind,
     ) -> Transition {
-        let duration = ejection_duration(eviction, s.streak, hint);
+        let duration = match kind {
+            // Out of credit: seconds of backoff would only burn requests. A hint may still
+            // ask for longer (within `maxDuration`).
+            FailureKind::Quota => {
+                eviction.quota_duration.max(hint.unwrap_or(Duration::ZERO).min(eviction.max_duration))
+            }
+            _ => ejection_duration(eviction, s.streak, hint),
+        };
+        let capped_hint = hint.filter(|h| *h > eviction.max_duration);
+        s.ejection_reason = Some(kind);
         s.streak = s.streak.saturating_add(1);
         s.times_ejected += 1;
         s.consecutive_failures = 0;
@@ -358,7 +380,18 @@ impl ProviderHealth {
         s.ejected_by_probe = kind == FailureKind::Probe;
         self.clean.store(false, Ordering::Release);
         self.ejected_until.store(now + (duration.as_millis() as u64).max(1), Ordering::Release);
-        Transition::Ejected { duration, reason: kind.reason() }
+        Transition::Ejected { duration, reason: kind.reason(), capped_hint }
+    }
+
+    /// A configuration reload ends a quota ejection early (the operator may have added
+    /// credit or changed the key): the provider goes to trial on its next request. Other
+    /// ejections keep their end.
+    pub fn on_reload(&self, now: Millis) {
+        let s = self.lock();
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if s.ejection_reason == Some(FailureKind::Quota) && until != 0 && now < until {
+            self.ejected_until.store(now.max(1), Ordering::Release);
+        }
     }
 
     /// Records an active probe. `unhealthy` failures in a row eject (reason `probe`);
@@ -430,6 +463,7 @@ impl ProviderHealth {
             times_ejected: s.times_ejected,
             last_error: s.last_error.clone(),
             weight: if phase == Phase::Healthy { ramp_weight(s.ramp_start, now, recovery) } else { 0.0 },
+            ejection_reason: (phase != Phase::Healthy).then(|| s.ejection_reason.map(FailureKind::reason)).flatten(),
         }
     }
 }
@@ -461,6 +495,7 @@ mod tests {
             growth: 2.0,
             max_duration: Duration::from_secs(300),
             max_ejection_percent: 100,
+            quota_duration: Duration::from_secs(3600),
         }
     }
 
@@ -483,7 +518,7 @@ mod tests {
         assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
         assert!(h.ejected_until(T0).is_none());
         let t = h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status", capped_hint: None });
         assert_eq!(h.ejected_until(T0), Some(T0 + 10 * SEC));
         assert!(!h.is_available(T0 + 10 * SEC - 1, &r));
         assert!(h.is_available(T0 + 10 * SEC, &r));
@@ -504,15 +539,16 @@ mod tests {
         let h = ProviderHealth::default();
         let (e, r) = (eviction(10, 1), recovery(1, 0));
         let t = h.record(&fail(Some(60)), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(60), reason: "status" });
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(60), reason: "status", capped_hint: None });
         let h = ProviderHealth::default();
         let t = h.record(&fail(Some(100_000)), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(300), reason: "status" });
+        let asked = Some(Duration::from_secs(100_000));
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(300), reason: "status", capped_hint: asked });
         let h = ProviderHealth::default();
         let t = h.record(&fail(Some(1)), Permit::Normal, T0, &e, &r, || true);
         assert_eq!(
             t,
-            Transition::Ejected { duration: Duration::from_secs(10), reason: "status" },
+            Transition::Ejected { duration: Duration::from_secs(10), reason: "status", capped_hint: None },
             "shorter hint loses"
         );
     }
@@ -585,7 +621,7 @@ mod tests {
         let p = h.acquire(later, &r, false).unwrap();
         h.record(&Outcome::Success, p, later, &e, &r, || true);
         let t = h.record(&fail(None), Permit::Normal, later, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status", capped_hint: None });
     }
 
     #[test]
@@ -630,7 +666,7 @@ mod tests {
         assert_eq!(h.record_probe(false, "503", T0, (2, 2), &e, || true), Transition::Nothing);
         assert_eq!(
             h.record_probe(false, "503", T0, (2, 2), &e, || true),
-            Transition::Ejected { duration: Duration::from_secs(10), reason: "probe" }
+            Transition::Ejected { duration: Duration::from_secs(10), reason: "probe", capped_hint: None }
         );
         assert_eq!(h.record_probe(true, "", T0 + SEC, (2, 2), &e, || true), Transition::Nothing);
         assert_eq!(h.record_probe(true, "", T0 + 2 * SEC, (2, 2), &e, || true), Transition::Restored);
@@ -662,7 +698,7 @@ mod tests {
         let p = h.acquire(T0 + 10 * SEC, &r, false).unwrap();
         assert_eq!(
             h.record(&fail(None), p, T0 + 10 * SEC, &changed, &r, || true),
-            Transition::Ejected { duration: Duration::from_secs(2), reason: "status" }
+            Transition::Ejected { duration: Duration::from_secs(2), reason: "status", capped_hint: None }
         );
     }
 
@@ -675,7 +711,7 @@ mod tests {
         let out = Outcome::Failure { kind: FailureKind::Status(503), hint: past, detail: String::new() };
         assert_eq!(
             h.record(&out, Permit::Normal, T0, &e, &r, || true),
-            Transition::Ejected { duration: Duration::from_secs(10), reason: "status" }
+            Transition::Ejected { duration: Duration::from_secs(10), reason: "status", capped_hint: None }
         );
     }
 
@@ -686,6 +722,83 @@ mod tests {
         assert_eq!(ejection_duration(&e, 3, None), Duration::from_secs(40));
         assert_eq!(ejection_duration(&e, 40, None), Duration::from_secs(300));
         assert_eq!(ejection_duration(&e, 0, Some(Duration::ZERO)), Duration::from_secs(5));
+    }
+
+    fn quota() -> Outcome {
+        Outcome::Failure { kind: FailureKind::Quota, hint: None, detail: "insufficient_quota".into() }
+    }
+
+    #[test]
+    fn quota_ejects_at_once_for_the_quota_duration_then_trials() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 3), recovery(1, 0));
+        let hour = Duration::from_secs(3600);
+        let t = h.record(&quota(), Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: hour, reason: "quota", capped_hint: None });
+        let snap = h.snapshot(T0, &r);
+        assert_eq!((snap.phase, snap.ejection_reason), (Phase::Ejected, Some("quota")));
+        assert!(!h.is_available(T0 + 3600 * SEC - 1, &r));
+        // Still subject to trial: once over, one request goes through.
+        let later = T0 + 3600 * SEC;
+        assert_eq!(h.snapshot(later, &r).ejection_reason, Some("quota"), "on trial after a quota ejection");
+        let p = h.acquire(later, &r, false).unwrap();
+        assert_eq!(p, Permit::Trial);
+        // Out of credit again: another quota-long ejection, not a grown rate-limit one.
+        let t = h.record(&quota(), p, later, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: hour, reason: "quota", capped_hint: None });
+        let p = h.acquire(later + 3600 * SEC, &r, false).unwrap();
+        assert_eq!(h.record(&Outcome::Success, p, later + 3600 * SEC, &e, &r, || true), Transition::Restored);
+        assert_eq!(h.snapshot(later + 3600 * SEC, &r).ejection_reason, None);
+    }
+
+    #[test]
+    fn quota_ejection_honours_the_floor_and_a_longer_hint() {
+        let h = ProviderHealth::default();
+        let (mut e, r) = (eviction(10, 1), recovery(1, 0));
+        assert_eq!(h.record(&quota(), Permit::Normal, T0, &e, &r, || false), Transition::KeptByFloor);
+        e.quota_duration = Duration::from_secs(60);
+        let out =
+            Outcome::Failure { kind: FailureKind::Quota, hint: Some(Duration::from_secs(120)), detail: String::new() };
+        let t = h.record(&out, Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(120), reason: "quota", capped_hint: None });
+    }
+
+    #[test]
+    fn rate_limit_keeps_its_retry_after_and_reason() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        let t = h.record(&fail(Some(30)), Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(30), reason: "status", capped_hint: None });
+        assert_eq!(h.snapshot(T0, &r).ejection_reason, Some("status"));
+    }
+
+    #[test]
+    fn reload_ends_a_quota_ejection_but_no_other() {
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        let q = ProviderHealth::default();
+        q.record(&quota(), Permit::Normal, T0, &e, &r, || true);
+        let limited = ProviderHealth::default();
+        limited.record(&fail(Some(60)), Permit::Normal, T0, &e, &r, || true);
+        q.on_reload(T0 + SEC);
+        limited.on_reload(T0 + SEC);
+        assert_eq!(q.snapshot(T0 + SEC, &r).phase, Phase::Trial, "the next request tries it");
+        assert_eq!(q.acquire(T0 + SEC, &r, false), Some(Permit::Trial));
+        assert_eq!(limited.ejected_until(T0 + SEC), Some(T0 + 60 * SEC));
+    }
+
+    #[test]
+    fn capped_hint_is_reported_with_its_ejection_only() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        let t = h.record(&fail(Some(900)), Permit::Normal, T0, &e, &r, || true);
+        let asked = Some(Duration::from_secs(900));
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(300), reason: "status", capped_hint: asked });
+        // Failures during that ejection neither extend it nor report the cap again.
+        assert_eq!(h.record(&fail(Some(900)), Permit::Normal, T0 + SEC, &e, &r, || true), Transition::Nothing);
+        assert_eq!(
+            h.record(&fail(Some(300)), Permit::Normal, T0 + 400 * SEC, &e, &r, || true),
+            Transition::Ejected { duration: Duration::from_secs(300), reason: "status", capped_hint: None }
+        );
     }
 
     #[test]

@@ -627,8 +627,16 @@ impl Drop for TrialSlot<'_> {
 /// Logs a health transition and counts it; returns whether the provider was ejected.
 pub fn report_transition(provider: &str, transition: Transition) -> bool {
     match transition {
-        Transition::Ejected { duration, reason } => {
+        Transition::Ejected { duration, reason, capped_hint } => {
             warn!(provider, reason, seconds = duration.as_secs_f64(), "provider ejected");
+            if let Some(asked) = capped_hint {
+                warn!(
+                    provider,
+                    asked_seconds = asked.as_secs_f64(),
+                    seconds = duration.as_secs_f64(),
+                    "provider asked to be left alone longer than eviction.maxDuration; capped"
+                );
+            }
             metrics::with(|m| m.ejections.with_label_values(&[provider, reason]).inc());
             true
         }

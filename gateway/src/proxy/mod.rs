@@ -124,6 +124,10 @@ impl Gateway {
         }
         self.bodies.set_limit(config.limits.max_buffered_body_bytes);
         let runtime = Runtime::build(config, &self.registry);
+        let now = self.clock.now();
+        for b in &runtime.backends {
+            b.balancer.providers.iter().for_each(|p| p.health.on_reload(now));
+        }
         self.runtime.store(Arc::new(runtime));
         Ok(())
     }

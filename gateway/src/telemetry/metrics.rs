@@ -51,7 +51,7 @@ fn build() -> Result<Metrics, pingora_prometheus::prometheus::Error> {
         )?,
         ejections: register_int_counter_vec!(
             "switchyard_ejections_total",
-            "Provider ejections by reason (status, transport, timeout, stream, probe).",
+            "Provider ejections by reason (status, transport, timeout, stream, probe, quota).",
             &["provider", "reason"]
         )?,
         floor_kept: register_int_counter_vec!(
