@@ -2,7 +2,7 @@
 //! either deliver to the client or hand back a failure for the next attempt.
 
 use super::headers::{self, client_headers, is_event_stream, stamp};
-use super::verdict::{verdict, Answer};
+use super::verdict::{self, verdict, Answer};
 use super::{classify, client_gone, AttemptRecord, Ctx, Gateway, Request};
 use crate::balancer::Selection;
 use crate::config::{ProviderKind, TransportKind};
@@ -223,19 +223,33 @@ impl Gateway {
             None => code >= 500 || code == 429,
         };
         record.status = Some(code);
-        let mut outcome = if unhealthy {
+        // Out of credit and slow down share a status (429, also 402/403): only the body
+        // tells them apart, so it is read (its start) before judging.
+        let early = if verdict::may_be_quota(code) {
+            Some(
+                read_body_start(&mut up, first_byte.saturating_sub(started.elapsed()), verdict::QUOTA_SCAN_BYTES).await,
+            )
+        } else {
+            None
+        };
+        let quota = early.as_ref().is_some_and(|(b, _)| verdict::is_quota_exhausted(code, b));
+        let mut outcome = if unhealthy || quota {
             let (hint, malformed) = hints::from_headers(&out, SystemTime::now());
             if let Some(m) = malformed {
                 if slot.health.first_malformed_hint() {
                     warn!(provider, header = m.header, value = %m.value, "ignoring malformed retry hint");
                 }
             }
-            Outcome::Failure { kind: FailureKind::Status(code), hint, detail: format!("status {code}") }
+            let (kind, detail) = match quota {
+                true => (FailureKind::Quota, format!("status {code}: out of credit or over quota")),
+                false => (FailureKind::Status(code), format!("status {code}")),
+            };
+            Outcome::Failure { kind, hint, detail }
         } else {
             Outcome::Success
         };
         let retry = &backend.balancer.backend.retry;
-        let mut decision = verdict(Answer::Status { code, unhealthy }, retry, is_last);
+        let mut decision = verdict(Answer::Status { code, unhealthy, quota }, retry, is_last);
         let model = slot.config.model.clone().or_else(|| ctx.model_requested.clone()).unwrap_or_default();
         // A translated stream: provider events (SSE or Bedrock's event stream) in, the
         // client API's SSE out. Usage is always asked for, and hidden as for OpenAI.
@@ -250,7 +264,7 @@ impl Gateway {
 
         // A stream that looks fine at the head may still open with an error event, or end
         // before any content: hold its first events back until it shows which.
-        let mut prefix = Bytes::new();
+        let mut prefix = early.as_ref().map(|(start, _)| start.clone()).unwrap_or_default();
         if !decision.retryable && status.is_success() && (translator.is_some() || is_event_stream(&out)) {
             let wait = first_byte.saturating_sub(started.elapsed());
             match peek_stream(session, &mut up, wait, &mut translator).await {
@@ -286,7 +300,13 @@ impl Gateway {
         if decision.failover {
             // Keep the answer in case nobody else can be tried; reading it to the end also
             // lets the connection go back to the pool.
-            let kept = if record.error.is_some() { None } else { read_small_body(&mut up, first_byte).await };
+            let kept = match early {
+                _ if record.error.is_some() => None,
+                Some((start, BodyStart::Complete)) => Some(start),
+                Some((_, BodyStart::Broken)) => None,
+                Some((start, BodyStart::More)) => read_small_body(&mut up, first_byte, start).await,
+                None => read_small_body(&mut up, first_byte, Bytes::new()).await,
+            };
             self.finish_attempt(ctx, record, started, label);
             let response = match kept {
                 Some(b) => {
@@ -321,7 +341,7 @@ impl Gateway {
         if let (Some(api), None) = (translate, &translator) {
             // A whole answer in another API: read it, translate it, send it.
             return self
-                .deliver_translated(session, ctx, req, up, peer, (api, kind, &model), status, out, started)
+                .deliver_translated(session, ctx, req, (up, peer, prefix), (api, kind, &model), status, out, started)
                 .await;
         }
         let sse = is_event_stream(&out);
@@ -542,15 +562,14 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
         req: &Request<'_>,
-        mut up: Box<UpstreamSession>,
-        peer: Arc<HttpPeer>,
+        (mut up, peer, start): (Box<UpstreamSession>, Arc<HttpPeer>, Bytes),
         (api, kind, model): (ClientApi, &ProviderKind, &str),
         status: StatusCode,
         mut out: HeaderMap,
         started: Instant,
     ) -> Result<AttemptEnd, Box<Error>> {
         let wait = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(Instant::now()));
-        let Some(raw) = read_body_limited(&mut up, wait, MAX_USAGE_SCAN).await else {
+        let Some(raw) = read_body_limited(&mut up, wait, MAX_USAGE_SCAN, start).await else {
             session.close_after();
             return Err(Error::explain(ErrorType::ReadError, "provider answer too large, broken or slow"));
         };
@@ -755,14 +774,51 @@ fn translate_chunk(t: &mut dyn StreamTranslator, data: &[u8]) -> Result<Bytes, p
 }
 
 /// Reads a (failed) response body to the end if it is small; `None` if it is too big,
-/// broken, or slow.
-async fn read_small_body(up: &mut UpstreamSession, wait: Duration) -> Option<Bytes> {
-    read_body_limited(up, wait, MAX_BUFFERED_FAILURE).await
+/// broken, or slow. `start` is what was read of it already.
+async fn read_small_body(up: &mut UpstreamSession, wait: Duration, start: Bytes) -> Option<Bytes> {
+    read_body_limited(up, wait, MAX_BUFFERED_FAILURE, start).await
 }
 
-/// Reads a response body to the end, up to `limit` bytes, within `wait`.
-async fn read_body_limited(up: &mut UpstreamSession, wait: Duration, limit: usize) -> Option<Bytes> {
+/// How far [`read_body_start`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyStart {
+    /// The whole body.
+    Complete,
+    /// The body goes on past what was read.
+    More,
+    /// The body broke or was too slow: the connection is not reusable.
+    Broken,
+}
+
+/// Reads the start of a response body: at least `want` bytes (whole chunks) or all of it,
+/// within `wait`. Nothing read is lost: a caller that delivers the answer sends it first.
+async fn read_body_start(up: &mut UpstreamSession, wait: Duration, want: usize) -> (Bytes, BodyStart) {
     let mut buf = BytesMut::new();
+    let read = async {
+        while buf.len() < want {
+            match up.read_response_body().await {
+                Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+                Ok(None) => return BodyStart::Complete,
+                Err(_) => return BodyStart::Broken,
+            }
+        }
+        if up.response_done() {
+            BodyStart::Complete
+        } else {
+            BodyStart::More
+        }
+    };
+    let end = tokio::time::timeout(wait, read).await.unwrap_or(BodyStart::Broken);
+    (buf.freeze(), end)
+}
+
+/// Reads a response body to the end, up to `limit` bytes, within `wait`; `start` is what
+/// was read of it already.
+async fn read_body_limited(up: &mut UpstreamSession, wait: Duration, limit: usize, start: Bytes) -> Option<Bytes> {
+    if up.response_done() {
+        return Some(start);
+    }
+    let mut buf = BytesMut::from(&start[..]);
     let read = async {
         while let Some(chunk) = up.read_response_body().await.ok()? {
             if buf.len() + chunk.len() > limit {
