@@ -15,6 +15,9 @@ pub struct Behavior {
     pub failure_rate: f64,
     /// `Retry-After` value sent with injected failures.
     pub retry_after: Option<String>,
+    /// Body of injected failures (sent as JSON) instead of the API's usual error, e.g.
+    /// OpenAI's `insufficient_quota`: see [`Behavior::out_of_quota`].
+    pub error_body: Option<String>,
     /// Extra headers on every provider response (failures and successes).
     pub headers: Vec<(String, String)>,
     /// Wait before sending the response head.
@@ -43,6 +46,7 @@ impl Default for Behavior {
             status: 200,
             failure_rate: 1.0,
             retry_after: None,
+            error_body: None,
             headers: Vec::new(),
             first_byte_delay_ms: 0,
             hang: false,
@@ -61,6 +65,12 @@ impl Behavior {
     /// A provider that answers every chat request with `status`.
     pub fn failing(status: u16) -> Self {
         Behavior { status, ..Behavior::default() }
+    }
+
+    /// A provider whose account is out of credit: 429 with OpenAI's `insufficient_quota`.
+    pub fn out_of_quota() -> Self {
+        let body = r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
+        Behavior { status: 429, error_body: Some(body.to_owned()), ..Behavior::default() }
     }
 
     /// Draws whether this request gets an injected failure.

@@ -108,7 +108,10 @@ fn answer(
         return refusal;
     }
     if behavior.draw_failure() {
-        let mut response = api.error(behavior.status, &openai::injected_message(name, behavior.status));
+        let mut response = match &behavior.error_body {
+            Some(body) => json_response(behavior.status, Bytes::from(body.clone())),
+            None => api.error(behavior.status, &openai::injected_message(name, behavior.status)),
+        };
         if let Some(value) = behavior.retry_after.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
             response.headers_mut().insert(RETRY_AFTER, value);
         }

@@ -374,7 +374,8 @@ fn round(conns: &mut [(std::net::TcpStream, Vec<u8>)], req: &[u8]) -> Result<usi
 
 /// CPU time (user + system) a process has used, in seconds.
 fn cpu_seconds(pid: &str) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("read /proc/{pid}/stat"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("read /proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
