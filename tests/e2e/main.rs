@@ -15,4 +15,5 @@ mod observability;
 mod operations;
 mod providers;
 mod references;
+mod routing;
 mod sdk;
