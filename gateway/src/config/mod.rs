@@ -247,6 +247,9 @@ pub struct HealthPolicy {
     pub recovery: Recovery,
     pub active: Option<ActiveProbe>,
     pub when_all_ejected: WhenAllEjected,
+    /// Quota headroom: below this share (0..1) of its rate-limit budget left, a provider's
+    /// weight drops. `None`: off (rate-limit headers are not read).
+    pub headroom: Option<f64>,
 }
 
 /// Active health probes (off unless configured).
@@ -896,7 +899,14 @@ fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
             WhenAllEjected::TryEarliest
         }
     };
-    HealthPolicy { condition, eviction, recovery, active, when_all_ejected }
+    let headroom = raw.headroom.as_ref().map(|h| {
+        let pct = h.min_remaining_percent.unwrap_or(5.0);
+        if !(pct > 0.0 && pct <= 100.0) {
+            cx.push(&format!("{path}.headroom.minRemainingPercent"), "must be greater than 0 and at most 100");
+        }
+        pct.clamp(0.001, 100.0) / 100.0
+    });
+    HealthPolicy { condition, eviction, recovery, active, when_all_ejected, headroom }
 }
 
 fn build_retry(raw: &RawRetry, path: &str, cx: &mut Errors) -> RetryPolicy {

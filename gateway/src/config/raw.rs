@@ -239,6 +239,14 @@ pub struct RawHealth {
     #[serde(default)]
     pub active: Option<RawActive>,
     pub when_all_ejected: Option<String>,
+    #[serde(default)]
+    pub headroom: Option<RawHeadroom>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHeadroom {
+    pub min_remaining_percent: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,11 +8,12 @@
 //! on success, `Ejected` again with growth on failure.
 
 pub mod condition;
+pub mod headroom;
 pub mod hints;
 
 use crate::config::{Eviction, Recovery};
 use once_cell::sync::Lazy;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -183,6 +184,11 @@ pub struct ProviderHealth {
     /// Fast path: nothing to update on success (no failures counted, no trial, no ramp).
     clean: AtomicBool,
     malformed_hint_logged: AtomicBool,
+    /// Quota headroom in force: `until << 16 | weight in thousandths`; 0 when none.
+    headroom: AtomicU64,
+    /// Last announced remaining ÷ limit per budget (requests, tokens), as `f32` bits;
+    /// `u32::MAX` when never announced. For `switchyard_provider_headroom`.
+    headroom_shares: [AtomicU32; 2],
     state: Mutex<State>,
     /// Attempts and failures in the last minute, for `/status`.
     pub window: crate::telemetry::window::MinuteWindow,
@@ -194,6 +200,8 @@ impl Default for ProviderHealth {
             ejected_until: AtomicU64::new(0),
             clean: AtomicBool::new(true),
             malformed_hint_logged: AtomicBool::new(false),
+            headroom: AtomicU64::new(0),
+            headroom_shares: [AtomicU32::new(u32::MAX), AtomicU32::new(u32::MAX)],
             state: Mutex::new(State {
                 consecutive_failures: 0,
                 streak: 0,
@@ -286,6 +294,52 @@ impl ProviderHealth {
         }
         let start = self.lock().ramp_start;
         ramp_weight(start, now, recovery)
+    }
+
+    /// Records what an answer said about the provider's rate-limit budget (`health.headroom`
+    /// configured). Below `min_share` left, the provider's weight becomes share ÷ `min_share`
+    /// until the announced reset; at 0 it is skipped until then. An answer without readings
+    /// changes nothing; one at or above the threshold restores full weight.
+    pub fn record_headroom(&self, reading: &headroom::Reading, now: Millis, min_share: f64) {
+        if reading.requests.is_none() && reading.tokens.is_none() {
+            return;
+        }
+        for (slot, budget) in self.headroom_shares.iter().zip(headroom::Budget::ALL) {
+            if let Some(level) = reading.get(budget) {
+                slot.store((level.share as f32).to_bits(), Ordering::Relaxed);
+            }
+        }
+        let packed = match reading.weight(min_share) {
+            Some((weight, reset)) => {
+                let until = now.saturating_add(reset.as_millis() as u64).clamp(1, u64::MAX >> 16);
+                let thousandths = if weight > 0.0 { ((weight * 1000.0).round() as u64).clamp(1, 1000) } else { 0 };
+                until << 16 | thousandths
+            }
+            None => 0,
+        };
+        if self.headroom.load(Ordering::Relaxed) != packed {
+            self.headroom.store(packed, Ordering::Relaxed);
+        }
+    }
+
+    /// The provider's share of traffic by its quota headroom, 0..=1: 1 without a reading in
+    /// force (none, or past its reset), 0 when it must be skipped until its reset.
+    pub fn headroom(&self, now: Millis) -> f64 {
+        let packed = self.headroom.load(Ordering::Relaxed);
+        if packed == 0 || now >= packed >> 16 {
+            return 1.0;
+        }
+        (packed & 0xffff) as f64 / 1000.0
+    }
+
+    /// The last announced remaining ÷ limit of `budget`, if any answer announced it.
+    pub fn headroom_share(&self, budget: headroom::Budget) -> Option<f64> {
+        let i = match budget {
+            headroom::Budget::Requests => 0,
+            headroom::Budget::Tokens => 1,
+        };
+        let bits = self.headroom_shares[i].load(Ordering::Relaxed);
+        (bits != u32::MAX).then(|| f64::from(f32::from_bits(bits)))
     }
 
     /// Records how a request (or probe) went. `may_eject` is asked only when an ejection is
@@ -462,7 +516,11 @@ impl ProviderHealth {
             streak: s.streak,
             times_ejected: s.times_ejected,
             last_error: s.last_error.clone(),
-            weight: if phase == Phase::Healthy { ramp_weight(s.ramp_start, now, recovery) } else { 0.0 },
+            weight: if phase == Phase::Healthy {
+                ramp_weight(s.ramp_start, now, recovery) * self.headroom(now)
+            } else {
+                0.0
+            },
             ejection_reason: (phase != Phase::Healthy).then(|| s.ejection_reason.map(FailureKind::reason)).flatten(),
         }
     }
@@ -799,6 +857,52 @@ mod tests {
             h.record(&fail(Some(300)), Permit::Normal, T0 + 400 * SEC, &e, &r, || true),
             Transition::Ejected { duration: Duration::from_secs(300), reason: "status", capped_hint: None }
         );
+    }
+
+    fn reading(requests_left: f64, tokens_left: Option<f64>, reset_secs: u64) -> headroom::Reading {
+        let level = |share| headroom::Level { share, reset: Some(Duration::from_secs(reset_secs)) };
+        headroom::Reading { requests: Some(level(requests_left)), tokens: tokens_left.map(level) }
+    }
+
+    #[test]
+    fn headroom_weight_holds_until_the_reset() {
+        let h = ProviderHealth::default();
+        let clock = ManualClock::new(T0);
+        let r = recovery(1, 0);
+        assert_eq!(h.headroom(clock.now()), 1.0);
+        h.record_headroom(&reading(0.03, Some(0.5), 10), clock.now(), 0.05);
+        assert!((h.headroom(clock.now()) - 0.6).abs() < 1e-9);
+        assert!((h.snapshot(clock.now(), &r).weight - 0.6).abs() < 1e-9, "/status shows the reduced weight");
+        assert_eq!(h.headroom_share(headroom::Budget::Requests), Some(0.03f32 as f64));
+        assert_eq!(h.headroom_share(headroom::Budget::Tokens), Some(0.5));
+        assert!(h.is_available(clock.now(), &r), "not an ejection");
+        clock.advance(Duration::from_millis(9_999));
+        assert!((h.headroom(clock.now()) - 0.6).abs() < 1e-9);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(h.headroom(clock.now()), 1.0, "expired at its reset");
+    }
+
+    #[test]
+    fn headroom_lower_budget_counts_zero_skips_and_a_good_answer_restores() {
+        let h = ProviderHealth::default();
+        h.record_headroom(&reading(0.04, Some(0.01), 5), T0, 0.05);
+        assert!((h.headroom(T0) - 0.2).abs() < 1e-9, "tokens at 1% count");
+        h.record_headroom(&reading(0.0, None, 5), T0, 0.05);
+        assert_eq!(h.headroom(T0), 0.0, "nothing left: skipped until the reset");
+        assert_eq!(h.headroom(T0 + 5 * SEC), 1.0);
+        h.record_headroom(&reading(0.0, None, 5), T0, 0.05);
+        h.record_headroom(&headroom::Reading::default(), T0 + SEC, 0.05);
+        assert_eq!(h.headroom(T0 + SEC), 0.0, "an answer without readings changes nothing");
+        h.record_headroom(&reading(0.5, None, 5), T0 + SEC, 0.05);
+        assert_eq!(h.headroom(T0 + SEC), 1.0, "the next answer says there is room again");
+        assert_eq!(ProviderHealth::default().headroom_share(headroom::Budget::Tokens), None);
+    }
+
+    #[test]
+    fn headroom_never_rounds_a_little_left_to_nothing() {
+        let h = ProviderHealth::default();
+        h.record_headroom(&reading(0.000_01, None, 5), T0, 0.05);
+        assert_eq!(h.headroom(T0), 0.001);
     }
 
     #[test]
