@@ -223,6 +223,10 @@ impl Gateway {
             None => code >= 500 || code == 429,
         };
         record.status = Some(code);
+        if let Some(min_share) = policy.headroom {
+            let reading = crate::health::headroom::Reading::from_headers(&out, SystemTime::now());
+            slot.health.record_headroom(&reading, self.clock.now(), min_share);
+        }
         // Out of credit and slow down share a status (429, also 402/403): only the body
         // tells them apart, so it is read (its start) before judging.
         let early = if verdict::may_be_quota(code) {
