@@ -105,3 +105,72 @@ async fn long_retry_after_is_capped_and_logged_once() {
     assert_eq!(capped.len(), 1, "{log}");
     assert!(capped[0].contains("86400"), "the log says what was asked: {}", capped[0]);
 }
+
+fn ratelimit_headers(limit: u32, remaining: u32, reset: &str) -> Vec<(String, String)> {
+    vec![
+        ("x-ratelimit-limit-requests".into(), limit.to_string()),
+        ("x-ratelimit-remaining-requests".into(), remaining.to_string()),
+        ("x-ratelimit-reset-requests".into(), reset.into()),
+    ]
+}
+
+/// Headroom: a provider announcing 3% left (threshold 5%) gets weight 0.6 in its group (30%
+/// of the traffic instead of half), none at 0% until its announced reset, then traffic again;
+/// no ejection, no failed request. `switchyard_provider_headroom` shows remaining ÷ limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn headroom_lowers_the_share_and_skips_at_zero_until_the_reset() {
+    let low = MockLlm::start("low", Behavior { headers: ratelimit_headers(100, 3, "30s"), ..Behavior::default() })
+        .await
+        .unwrap();
+    let full = MockLlm::start("full", Behavior::default()).await.unwrap();
+    let gw = Gateway::start(&backend(
+        &[&[provider("low", &low, ""), provider("full", &full, "")]],
+        "{headroom: {minRemainingPercent: 5}}",
+        "{}",
+    ))
+    .await;
+    let url = gw.url("/v1/chat/completions");
+    // Until low answers once, nothing is known about it.
+    while low.requests() == 0 {
+        assert_eq!(post_json(&url, &chat(Some("m"))).await.status, 200);
+    }
+    low.reset_stats();
+    full.reset_stats();
+    for _ in 0..200 {
+        assert_eq!(post_json(&url, &chat(Some("m"))).await.status, 200);
+    }
+    let share = low.requests();
+    assert_eq!(share + full.requests(), 200);
+    // Expected 60 (0.5 × 0.6 × 200), standard deviation ≈ 6.5; unreduced would be 100.
+    assert!((35..=85).contains(&share), "low got {share} of 200");
+    let m = gw.metrics().await;
+    let announced = metric(&m, "switchyard_provider_headroom", &[("provider", "low"), ("kind", "requests")]);
+    assert!((announced - 0.03).abs() < 1e-6, "{announced}");
+    let st = gw.provider_status("low").await;
+    assert_eq!(st["state"], "healthy", "not an ejection: {st}");
+    assert_eq!(st["timesEjected"], 0);
+
+    // Nothing left, reset in 2s: once low has said so, it gets nothing until then.
+    low.set_behavior(Behavior { headers: ratelimit_headers(100, 0, "2s"), ..Behavior::default() });
+    let before = low.requests();
+    while low.requests() == before {
+        assert_eq!(post_json(&url, &chat(Some("m"))).await.status, 200);
+    }
+    let said_zero = std::time::Instant::now();
+    let at_zero = low.requests();
+    for _ in 0..50 {
+        assert_eq!(post_json(&url, &chat(Some("m"))).await.provider(), "full");
+    }
+    assert_eq!(low.requests(), at_zero, "none at 0%");
+    assert_eq!(gw.provider_status("low").await["weight"], 0.0);
+    // After the announced reset the reading expires: traffic again.
+    assert!(
+        eventually(Duration::from_secs(6), || async { post_json(&url, &chat(Some("m"))).await.provider() == "low" })
+            .await,
+        "low is asked again after its reset"
+    );
+    assert!(said_zero.elapsed() >= Duration::from_millis(1900), "not before the reset: {:?}", said_zero.elapsed());
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, "switchyard_provider_headroom", &[("provider", "low"), ("kind", "requests")]), 0.0);
+    assert_eq!(metric(&m, "switchyard_ejections_total", &[("provider", "low")]), 0.0);
+}
