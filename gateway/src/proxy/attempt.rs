@@ -72,11 +72,18 @@ pub(super) enum AttemptEnd {
     ClientGone,
 }
 
-/// How the upstream exchange went before any byte reached the client.
-enum Exchange {
-    Head(Box<UpstreamSession>, Arc<HttpPeer>),
+/// How the upstream exchange went up to its first byte, before any byte reached the client.
+pub(super) enum Fetched {
+    Head(Box<Answered>),
     Transport(TransportKind, String),
-    ClientGone,
+}
+
+/// An answer head (and, for a 2xx stream, its first events).
+pub(super) struct Answered {
+    up: Box<UpstreamSession>,
+    peer: Arc<HttpPeer>,
+    translator: Option<Box<dyn StreamTranslator>>,
+    peek: Option<Peek>,
 }
 
 /// The first events of a stream, held back until they show content or an error.
@@ -84,7 +91,24 @@ enum Peek {
     Content(Bytes),
     Failed(Bytes, String),
     Transport(TransportKind, String),
-    ClientGone,
+}
+
+/// The log record of an attempt on `sel`, before it has a result.
+pub(super) fn new_record(req: &Request<'_>, sel: Selection) -> AttemptRecord {
+    AttemptRecord {
+        provider: req.backend.balancer.providers[sel.provider].config.name.clone(),
+        endpoint: req.backend.upstreams[sel.provider].endpoint.authority(),
+        status: None,
+        error: None,
+        duration: Duration::ZERO,
+        ejected: false,
+        race: None,
+    }
+}
+
+/// The model a provider serves this request with: its configured one, else the client's.
+fn served_model(req: &Request<'_>, sel: Selection) -> Option<String> {
+    req.backend.balancer.providers[sel.provider].config.model.clone().or_else(|| req.chat.as_ref()?.model.clone())
 }
 
 enum StreamEnd {
@@ -103,99 +127,172 @@ impl Gateway {
         sel: Selection,
         is_last: bool,
     ) -> Result<AttemptEnd, Box<Error>> {
+        let started = Instant::now();
+        // A trial (half-open) slot is given back however this attempt ends, unless a
+        // verdict is recorded with it.
+        let trial =
+            TrialSlot { health: &req.backend.balancer.providers[sel.provider].health, permit: Some(sel.permit) };
+        let (head, body) = match self.prepare(session, ctx, req, sel, started) {
+            Ok(p) => p,
+            Err(end) => return Ok(*end),
+        };
+        let fetched = tokio::select! {
+            // Biased: the upstream first, so the client is only probed (a read syscall)
+            // while the upstream has nothing.
+            biased;
+            f = self.fetch(req, sel, head, body, started) => f,
+            _ = client_gone(session) => return Ok(self.client_gone(ctx, new_record(req, sel), started)),
+        };
+        self.conclude(session, ctx, req, (sel, trial), is_last, started, fetched).await
+    }
+
+    /// The upstream request for `sel`: head and body, translated when the provider speaks
+    /// another API. A request the provider cannot take ends the attempt (no health verdict).
+    pub(super) fn prepare(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        req: &Request<'_>,
+        sel: Selection,
+        started: Instant,
+    ) -> Result<(RequestHead, Vec<Bytes>), Box<AttemptEnd>> {
         let backend = req.backend;
         let slot = &backend.balancer.providers[sel.provider];
         let upstream = &backend.upstreams[sel.provider];
-        // A trial (half-open) slot is given back however this attempt ends, unless a
-        // verdict is recorded with it.
-        let mut trial = TrialSlot { health: &slot.health, permit: Some(sel.permit) };
         let provider = slot.config.name.as_str();
-        let started = Instant::now();
-        let mut record = AttemptRecord {
-            provider: provider.to_string(),
-            endpoint: upstream.endpoint.authority(),
-            status: None,
-            error: None,
-            duration: Duration::ZERO,
-            ejected: false,
-        };
         let kind = &slot.config.kind;
-        let client_stream = req.chat.as_ref().is_some_and(|c| c.stream);
         // OpenAI clients that did not ask for usage on a stream get it asked for on their
         // behalf (to count tokens) and hidden again.
         let hide_usage = req.api != Some(ClientApi::AnthropicMessages)
             && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
-        let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
-        let (head, body) =
-            if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
-                // The hot path: same API, only the model (and the usage request) spliced in.
-                let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
-                // Upstream writes are not buffered, so each piece is a send: a small body goes
-                // as one piece (copied), a large one as slices of the original (not copied).
-                let model = slot.config.model.as_deref();
-                let body = match &req.chat {
-                    Some(c) if req.body.len() < SPLICE_ABOVE => vec![c.rewrite(&req.body, model, ask_usage)],
-                    Some(c) => c.rewrite_parts(&req.body, model, ask_usage),
-                    None => vec![req.body.clone()],
-                };
-                let len = body.iter().map(Bytes::len).sum();
-                let head = headers::upstream_request(
-                    session.req_header(),
-                    req.route,
-                    &slot.config,
-                    upstream,
-                    &req.request_id,
-                    len,
-                );
-                (head, body)
-            } else {
-                let client = session.req_header();
-                let passthrough = (slot.config.auth == crate::config::Auth::Passthrough)
-                    .then(|| client.headers.get(http::header::AUTHORIZATION))
-                    .flatten();
-                let api = req.api.unwrap_or(ClientApi::OpenAiChat);
-                match providers::prepare(
-                    api,
-                    &req.body,
-                    &slot.config,
-                    &credentials(&slot.config),
-                    passthrough,
-                    SystemTime::now(),
-                ) {
-                    Ok(prepared) => {
-                        let head = headers::prepared_request(
-                            client,
-                            req.route,
-                            &slot.config,
-                            upstream,
-                            &req.request_id,
-                            &prepared,
-                        );
-                        (head, vec![prepared.body])
-                    }
-                    Err(e) => {
-                        // Not the provider's fault: no health verdict, just try the next one.
-                        record.error = Some("translate");
-                        self.finish_attempt(ctx, record, started, "translate");
-                        let detail = format!("{provider}: {e}");
-                        return Ok(AttemptEnd::Failed(Box::new(Failed::gone(
-                            provider,
-                            TransportKind::Reset,
-                            detail,
-                            false,
-                        ))));
-                    }
-                }
+        let prepared = if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi)
+        {
+            // The hot path: same API, only the model (and the usage request) spliced in.
+            let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
+            // Upstream writes are not buffered, so each piece is a send: a small body goes
+            // as one piece (copied), a large one as slices of the original (not copied).
+            let model = slot.config.model.as_deref();
+            let body = match &req.chat {
+                Some(c) if req.body.len() < SPLICE_ABOVE => vec![c.rewrite(&req.body, model, ask_usage)],
+                Some(c) => c.rewrite_parts(&req.body, model, ask_usage),
+                None => vec![req.body.clone()],
             };
-        let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
-        let exchange = self.exchange(session, upstream, head, body, req.route.timeouts.connect, first_byte).await;
-
-        let (mut up, peer) = match exchange {
-            Exchange::Head(up, peer) => (up, peer),
-            Exchange::ClientGone => {
-                return Ok(self.client_gone(ctx, record, started));
+            let len = body.iter().map(Bytes::len).sum();
+            let head = headers::upstream_request(
+                session.req_header(),
+                req.route,
+                &slot.config,
+                upstream,
+                &req.request_id,
+                len,
+            );
+            (head, body)
+        } else {
+            let client = session.req_header();
+            let passthrough = (slot.config.auth == crate::config::Auth::Passthrough)
+                .then(|| client.headers.get(http::header::AUTHORIZATION))
+                .flatten();
+            let api = req.api.unwrap_or(ClientApi::OpenAiChat);
+            match providers::prepare(
+                api,
+                &req.body,
+                &slot.config,
+                &credentials(&slot.config),
+                passthrough,
+                SystemTime::now(),
+            ) {
+                Ok(prepared) => {
+                    let head = headers::prepared_request(
+                        client,
+                        req.route,
+                        &slot.config,
+                        upstream,
+                        &req.request_id,
+                        &prepared,
+                    );
+                    (head, vec![prepared.body])
+                }
+                Err(e) => {
+                    // Not the provider's fault: no health verdict, just try the next one.
+                    let mut record = new_record(req, sel);
+                    record.error = Some("translate");
+                    self.finish_attempt(ctx, record, started, "translate");
+                    let detail = format!("{provider}: {e}");
+                    let failed = Failed::gone(provider, TransportKind::Reset, detail, false);
+                    return Err(Box::new(AttemptEnd::Failed(Box::new(failed))));
+                }
             }
-            Exchange::Transport(kind, detail) => {
+        };
+        Ok(prepared)
+    }
+
+    /// Sends the request and waits for its first byte: the answer head and, for a 2xx event
+    /// stream, its first content event (or what shows it will have none). Does not watch the
+    /// client, so that several can race (hedging).
+    pub(super) async fn fetch(
+        &self,
+        req: &Request<'_>,
+        sel: Selection,
+        head: RequestHead,
+        body: Vec<Bytes>,
+        started: Instant,
+    ) -> Fetched {
+        let slot = &req.backend.balancer.providers[sel.provider];
+        let upstream = &req.backend.upstreams[sel.provider];
+        let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
+        let (mut up, peer) = match self.exchange(upstream, head, body, req.route.timeouts.connect, first_byte).await {
+            Ok(x) => x,
+            Err((kind, detail)) => return Fetched::Transport(kind, detail),
+        };
+        let Some(upstream_head) = up.response_header() else {
+            return Fetched::Transport(TransportKind::Reset, "response header missing after read".into());
+        };
+        let status = upstream_head.status;
+        let event_stream = is_event_stream(&upstream_head.headers);
+        let kind = &slot.config.kind;
+        let client_stream = req.chat.as_ref().is_some_and(|c| c.stream);
+        let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
+        // A translated stream: provider events (SSE or Bedrock's event stream) in, the
+        // client API's SSE out. Usage is always asked for, and hidden as for OpenAI.
+        let mut translator = match translate {
+            Some(api) if client_stream && status.is_success() => {
+                providers::stream_translator(api, kind, &served_model(req, sel).unwrap_or_default(), true)
+            }
+            _ => None,
+        };
+        let peek = if status.is_success() && (translator.is_some() || event_stream) {
+            Some(peek_stream(&mut up, first_byte.saturating_sub(started.elapsed()), &mut translator).await)
+        } else {
+            None
+        };
+        Fetched::Head(Box::new(Answered { up, peer, translator, peek }))
+    }
+
+    /// Judges what [`Gateway::fetch`] got, records it in the provider's health, then
+    /// delivers it to the client or hands back the failure.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn conclude(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        req: &Request<'_>,
+        (sel, mut trial): (Selection, TrialSlot<'_>),
+        is_last: bool,
+        started: Instant,
+        fetched: Fetched,
+    ) -> Result<AttemptEnd, Box<Error>> {
+        let backend = req.backend;
+        let slot = &backend.balancer.providers[sel.provider];
+        let provider = slot.config.name.as_str();
+        let mut record = new_record(req, sel);
+        let kind = &slot.config.kind;
+        let hide_usage = req.api != Some(ClientApi::AnthropicMessages)
+            && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
+        let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
+        let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
+        let Answered { mut up, peer, mut translator, peek } = match fetched {
+            Fetched::Head(a) => *a,
+            Fetched::Transport(kind, detail) => {
                 let fkind = if kind == TransportKind::Timeout { FailureKind::Timeout } else { FailureKind::Transport };
                 let outcome = Outcome::Failure { kind: fkind, hint: None, detail: detail.clone() };
                 record.ejected = self.judge(backend, sel.provider, trial.take(), &outcome);
@@ -254,13 +351,7 @@ impl Gateway {
         };
         let retry = &backend.balancer.backend.retry;
         let mut decision = verdict(Answer::Status { code, unhealthy, quota }, retry, is_last);
-        let model = slot.config.model.clone().or_else(|| ctx.model_requested.clone()).unwrap_or_default();
-        // A translated stream: provider events (SSE or Bedrock's event stream) in, the
-        // client API's SSE out. Usage is always asked for, and hidden as for OpenAI.
-        let mut translator = match translate {
-            Some(api) if client_stream && status.is_success() => providers::stream_translator(api, kind, &model, true),
-            _ => None,
-        };
+        let model = served_model(req, sel).unwrap_or_default();
         if translator.is_some() {
             headers::translated_headers(&mut out, "text/event-stream");
             out.insert(http::header::TRANSFER_ENCODING, http::HeaderValue::from_static("chunked"));
@@ -270,12 +361,20 @@ impl Gateway {
         // before any content: hold its first events back until it shows which.
         let mut prefix = early.as_ref().map(|(start, _)| start.clone()).unwrap_or_default();
         if !decision.retryable && status.is_success() && (translator.is_some() || is_event_stream(&out)) {
-            let wait = first_byte.saturating_sub(started.elapsed());
-            match peek_stream(session, &mut up, wait, &mut translator).await {
-                Peek::Content(p) => prefix = p,
-                Peek::ClientGone => {
-                    return Ok(self.client_gone(ctx, record, started));
+            let peeked = match peek {
+                Some(p) => p,
+                // The route's response headers made it a stream: peek now.
+                None => {
+                    let wait = first_byte.saturating_sub(started.elapsed());
+                    tokio::select! {
+                        biased;
+                        p = peek_stream(&mut up, wait, &mut translator) => p,
+                        _ = client_gone(session) => return Ok(self.client_gone(ctx, record, started)),
+                    }
                 }
+            };
+            match peeked {
+                Peek::Content(p) => prefix = p,
                 Peek::Failed(p, detail) => {
                     prefix = p;
                     outcome = Outcome::Failure { kind: FailureKind::Stream, hint: None, detail: detail.clone() };
@@ -421,19 +520,18 @@ impl Gateway {
         report_transition(&slot.config.name, transition)
     }
 
-    /// Connects, sends the request and waits for the response head, watching the client.
+    /// Connects, sends the request and waits for the response head.
     async fn exchange(
         &self,
-        session: &mut Session,
         upstream: &Upstream,
         head: RequestHead,
         body: Vec<Bytes>,
         connect_timeout: Duration,
         first_byte: Duration,
-    ) -> Exchange {
+    ) -> Result<(Box<UpstreamSession>, Arc<HttpPeer>), (TransportKind, String)> {
         let peer = match upstream.endpoint.peer(self.clock.now()).await {
             Ok(p) => p,
-            Err(e) => return Exchange::Transport(TransportKind::Dns, e.to_string()),
+            Err(e) => return Err((TransportKind::Dns, e.to_string())),
         };
         let send = async {
             // A pooled connection may have been closed by the provider while idle; such a
@@ -460,16 +558,7 @@ impl Gateway {
                 }
             }
         };
-        // Biased: the upstream first, so the client is only probed (a read syscall) while
-        // the upstream has nothing.
-        tokio::select! {
-            biased;
-            r = send => match r {
-                Ok(up) => Exchange::Head(Box::new(up), peer),
-                Err((kind, detail)) => Exchange::Transport(kind, detail),
-            },
-            _ = client_gone(session) => Exchange::ClientGone,
-        }
+        send.await.map(|up| (Box::new(up), peer))
     }
 
     /// Copies the chosen response to the client as it arrives. SSE streams go event by
@@ -627,9 +716,9 @@ impl Gateway {
 
 /// The permit an attempt holds on its provider's health (a trial slot, in half-open):
 /// released when dropped unless a verdict took it, so no early return can leak a slot.
-struct TrialSlot<'a> {
-    health: &'a ProviderHealth,
-    permit: Option<Permit>,
+pub(super) struct TrialSlot<'a> {
+    pub(super) health: &'a ProviderHealth,
+    pub(super) permit: Option<Permit>,
 }
 
 impl TrialSlot<'_> {
@@ -715,7 +804,6 @@ impl BodyChunks {
 
 /// Reads a stream until its first content event, an in-band error, or its early end.
 async fn peek_stream(
-    session: &mut Session,
     up: &mut UpstreamSession,
     wait: Duration,
     translator: &mut Option<Box<dyn StreamTranslator>>,
@@ -724,11 +812,7 @@ async fn peek_stream(
     let mut splitter = Splitter::default();
     let mut seen = BytesMut::new();
     loop {
-        let chunk = tokio::select! {
-            biased;
-            r = tokio::time::timeout_at(deadline, up.read_response_body()) => r,
-            _ = client_gone(session) => return Peek::ClientGone,
-        };
+        let chunk = tokio::time::timeout_at(deadline, up.read_response_body()).await;
         let chunk = match (chunk, translator.as_deref_mut()) {
             (Ok(Ok(Some(data))), Some(t)) => match translate_chunk(t, &data) {
                 Ok(out) => Ok(Ok(Some(out))),

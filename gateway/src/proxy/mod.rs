@@ -84,6 +84,8 @@ pub struct AttemptRecord {
     pub error: Option<&'static str>,
     pub duration: Duration,
     pub ejected: bool,
+    /// In a hedged race: `won` or `lost`.
+    pub race: Option<&'static str>,
 }
 
 /// What one request carries through its attempts.
@@ -426,6 +428,7 @@ impl Gateway {
                     error: a.error,
                     duration_ms: millis(a.duration),
                     ejected: a.ejected,
+                    race: a.race,
                 })
                 .collect(),
             error: error_text.as_deref(),
