@@ -50,6 +50,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Request bodies held in memory across all requests at once.
     pub max_buffered_body_bytes: u64,
+    /// Larger request bodies are never hedged (`retry.hedge`).
+    pub max_hedge_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +64,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(120),
             max_buffered_body_bytes: 1 << 30,
+            max_hedge_body_bytes: 1 << 20,
         }
     }
 }
@@ -292,6 +295,16 @@ pub struct RetryPolicy {
     pub on_status: Vec<u16>,
     pub on_transport: BTreeSet<TransportKind>,
     pub backoff: Backoff,
+    /// Hedging a slow first byte; `None`: off.
+    pub hedge: Option<Hedge>,
+}
+
+/// `retry.hedge`: after `after` without a first byte, the request also goes to the next
+/// provider, up to `max_extra` more at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hedge {
+    pub after: Duration,
+    pub max_extra: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -518,6 +531,17 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
             );
             continue;
         };
+        if let Some(hedge) = backends[backend].retry.hedge {
+            if hedge.after >= timeouts.first_byte {
+                cx.push(
+                    &format!("backends.{}.retry.hedge.after", r.backend),
+                    format!(
+                        "must be shorter than timeouts.firstByte ({:?}) of route {:?} that uses this backend",
+                        timeouts.first_byte, r.name
+                    ),
+                );
+            }
+        }
         routes.push(Route {
             name: r.name,
             path_prefix: r.matcher.path_prefix,
@@ -586,6 +610,7 @@ fn build_limits(raw: &RawLimits, cx: &mut Errors) -> Limits {
     let max_request_body_bytes = positive(raw.max_request_body_bytes, d.max_request_body_bytes, "maxRequestBodyBytes");
     let max_header_bytes = positive(raw.max_header_bytes, d.max_header_bytes, "maxHeaderBytes");
     let max_connections = positive(raw.max_connections, d.max_connections, "maxConnections");
+    let max_hedge_body_bytes = positive(raw.max_hedge_body_bytes, d.max_hedge_body_bytes, "maxHedgeBodyBytes");
     let buffered = raw.max_buffered_body_bytes.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let max_buffered_body_bytes = positive(buffered, d.max_buffered_body_bytes as usize, "maxBufferedBodyBytes") as u64;
     if max_header_bytes > crate::edge::MAX_HEADER_BYTES {
@@ -600,6 +625,7 @@ fn build_limits(raw: &RawLimits, cx: &mut Errors) -> Limits {
         header_timeout: cx.duration(raw.header_timeout.as_deref(), d.header_timeout, "limits.headerTimeout"),
         body_timeout: cx.duration(raw.body_timeout.as_deref(), d.body_timeout, "limits.bodyTimeout"),
         max_buffered_body_bytes,
+        max_hedge_body_bytes,
     };
     for (field, value) in [
         ("idleTimeout", &mut limits.idle_timeout),
@@ -944,5 +970,18 @@ fn build_retry(raw: &RawRetry, path: &str, cx: &mut Errors) -> RetryPolicy {
         max: cx.duration(b.max.as_deref(), Duration::from_secs(2), &format!("{path}.backoff.max")),
         jitter: b.jitter.unwrap_or(true),
     };
-    RetryPolicy { attempts: attempts.max(1), on_status, on_transport, backoff }
+    let hedge = raw.hedge.as_ref().map(|h| {
+        let hedge = Hedge {
+            after: cx.duration(h.after.as_deref(), Duration::from_secs(2), &format!("{path}.hedge.after")),
+            max_extra: h.max_extra.unwrap_or(1),
+        };
+        if hedge.after.is_zero() {
+            cx.push(&format!("{path}.hedge.after"), "must be greater than 0");
+        }
+        if hedge.max_extra == 0 {
+            cx.push(&format!("{path}.hedge.maxExtra"), "must be at least 1");
+        }
+        hedge
+    });
+    RetryPolicy { attempts: attempts.max(1), on_status, on_transport, backoff, hedge }
 }

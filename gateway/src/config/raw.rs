@@ -64,6 +64,7 @@ pub struct RawLimits {
     pub header_timeout: Option<String>,
     pub body_timeout: Option<String>,
     pub max_buffered_body_bytes: Option<u64>,
+    pub max_hedge_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,6 +294,15 @@ pub struct RawRetry {
     pub on_transport: Option<Vec<String>>,
     #[serde(default)]
     pub backoff: RawBackoff,
+    #[serde(default)]
+    pub hedge: Option<RawHedge>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHedge {
+    pub after: Option<String>,
+    pub max_extra: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -103,6 +103,7 @@ mod tests {
             on_status: on_status.to_vec(),
             on_transport: on_transport.iter().copied().collect(),
             backoff: Backoff { base: Duration::ZERO, max: Duration::ZERO, jitter: false },
+            hedge: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub struct Metrics {
     pub floor_kept: IntCounterVec,
     pub provider_state: IntGaugeVec,
     pub provider_headroom: GaugeVec,
+    pub hedges: IntCounterVec,
     pub request_duration: HistogramVec,
     pub ttfb: HistogramVec,
     pub upstream_duration: HistogramVec,
@@ -69,6 +70,11 @@ fn build() -> Result<Metrics, pingora_prometheus::prometheus::Error> {
             "switchyard_provider_headroom",
             "Remaining / limit of the provider's rate-limit budget (requests, tokens) as its last answer announced it.",
             &["provider", "kind"]
+        )?,
+        hedges: register_int_counter_vec!(
+            "switchyard_hedges_total",
+            "Hedged attempts (retry.hedge), from the hedge's side: won = its content was delivered.",
+            &["outcome"]
         )?,
         request_duration: register_histogram_vec!(
             "switchyard_request_duration_seconds",
