@@ -86,6 +86,20 @@ pub(super) struct Answered {
     peek: Option<Peek>,
 }
 
+impl Fetched {
+    /// Whether this is content the client can have: a 2xx answer whose stream (if it is one)
+    /// opened with content. Anything else is judged, never raced to the client.
+    pub(super) fn is_content(&self) -> bool {
+        match self {
+            Fetched::Head(a) => {
+                a.up.response_header().is_some_and(|h| h.status.is_success())
+                    && matches!(a.peek, None | Some(Peek::Content(_)))
+            }
+            Fetched::Transport(..) => false,
+        }
+    }
+}
+
 /// The first events of a stream, held back until they show content or an error.
 enum Peek {
     Content(Bytes),
@@ -497,7 +511,7 @@ impl Gateway {
         AttemptEnd::ClientGone
     }
 
-    fn finish_attempt(&self, ctx: &mut Ctx, mut record: AttemptRecord, started: Instant, outcome: &str) {
+    pub(super) fn finish_attempt(&self, ctx: &mut Ctx, mut record: AttemptRecord, started: Instant, outcome: &str) {
         record.duration = started.elapsed();
         metrics::with(|m| {
             m.attempts.with_label_values(&[record.provider.as_str(), outcome]).inc();

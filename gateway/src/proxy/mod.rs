@@ -8,6 +8,7 @@
 
 mod attempt;
 mod headers;
+mod hedge;
 pub mod verdict;
 
 pub use attempt::report_transition;
@@ -222,7 +223,11 @@ impl Gateway {
         let mut tried = ProviderSet::default();
         let mut last: Option<Failed> = None;
         let mut retries = 0u32;
-        for attempt in 1..=retry.attempts {
+        // Requests that may be hedged (`retry.hedge`, body small enough).
+        let hedge = retry.hedge.filter(|_| req.body.len() <= rt.config.limits.max_hedge_body_bytes);
+        let mut attempt = 0;
+        while attempt < retry.attempts {
+            attempt += 1;
             if Instant::now() >= req.deadline {
                 break;
             }
@@ -255,7 +260,15 @@ impl Gateway {
             }
             tried.insert(sel.provider);
             let is_last = attempt == retry.attempts;
-            match self.attempt(session, ctx, &req, sel, is_last).await? {
+            let end = match hedge {
+                Some(h) if !is_last => {
+                    let (end, used) = self.hedged(session, ctx, &req, sel, attempt, h, &mut tried, excluded).await?;
+                    attempt += used - 1;
+                    end
+                }
+                _ => self.attempt(session, ctx, &req, sel, is_last).await?,
+            };
+            match end {
                 AttemptEnd::Delivered => return Ok(()),
                 AttemptEnd::ClientGone => {
                     session.close_after();
