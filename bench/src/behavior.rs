@@ -34,6 +34,9 @@ pub struct Behavior {
     pub stream_error_first: bool,
     /// Stream: answer 200 with SSE headers, then close before any event.
     pub stream_close_early: bool,
+    /// Stream: open with an SSE comment (no content), `chunk_delay_ms` before the first
+    /// content event: a head at once, a slow first token.
+    pub stream_comment_first: bool,
     /// Stream: send this many content chunks, then abort the connection.
     pub stream_fail_after: Option<usize>,
     /// Status of `GET /v1/models` and `GET /health`, independent of `status`.
@@ -55,6 +58,7 @@ impl Default for Behavior {
             chunk_delay_ms: 0,
             stream_error_first: false,
             stream_close_early: false,
+            stream_comment_first: false,
             stream_fail_after: None,
             health_status: 200,
         }

@@ -151,6 +151,10 @@ fn stream(name: &str, api: &Api, behavior: &Behavior, conn: ConnControl, params:
             }
         }
     };
+    let mut events = events;
+    if behavior.stream_comment_first {
+        events.insert(0, Bytes::from_static(b": waiting\n\n"));
+    }
     let delay = Duration::from_millis(behavior.chunk_delay_ms);
     stream_response(api.stream_content_type(), MockBody::stream(events, delay, ending))
 }
