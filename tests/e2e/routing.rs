@@ -174,3 +174,119 @@ async fn headroom_lowers_the_share_and_skips_at_zero_until_the_reset() {
     assert_eq!(metric(&m, "switchyard_provider_headroom", &[("provider", "low"), ("kind", "requests")]), 0.0);
     assert_eq!(metric(&m, "switchyard_ejections_total", &[("provider", "low")]), 0.0);
 }
+
+fn hedged_backend(primary: &MockLlm, fallback: &MockLlm, hedge: &str, limits: &str) -> String {
+    format!(
+        "accessLog: {{path: \"{{DIR}}/access.log\"}}\n{limits}\n{}",
+        backend(&[&[provider("primary", primary, "")], &[provider("fallback", fallback, "")]], "{}", hedge)
+    )
+}
+
+fn last_access_line(gw: &Gateway) -> serde_json::Value {
+    let text = std::fs::read_to_string(gw.dir.path().join("access.log")).unwrap_or_default();
+    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap()
+}
+
+fn stream_body() -> String {
+    serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string()
+}
+
+/// A primary 3 s from its first byte loses to the hedge sent after 200 ms: the client gets
+/// the fallback's answer fast, the primary's upstream connection is closed at once (within
+/// 100 ms of the answer), and the primary is not held against for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_first_byte_loses_to_the_hedge_and_is_closed() {
+    let primary =
+        MockLlm::start("primary", Behavior { first_byte_delay_ms: 3000, ..Behavior::default() }).await.unwrap();
+    let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
+    let gw = Gateway::start(&hedged_backend(&primary, &fallback, "{hedge: {after: 200ms}}", "")).await;
+    let started = std::time::Instant::now();
+    let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
+    let answered = started.elapsed();
+    assert_eq!((r.status, r.provider()), (200, "fallback"), "{}", r.body);
+    assert_eq!(r.header("x-switchyard-attempts"), Some("2"));
+    assert!(answered >= Duration::from_millis(200), "not before the hedge delay: {answered:?}");
+    assert!(answered < Duration::from_millis(1500), "well before the primary's 3 s: {answered:?}");
+    assert!(primary.wait_for_cancelled(1, Duration::from_millis(100)).await, "the loser's connection is closed");
+    assert_eq!(primary.requests(), 1);
+    let st = gw.provider_status("primary").await;
+    assert_eq!((st["state"].as_str(), st["consecutiveFailures"].as_u64()), (Some("healthy"), Some(0)), "{st}");
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "won")]), 1.0);
+    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "lost")]), 0.0);
+    assert!(
+        eventually(Duration::from_secs(2), || async { last_access_line(&gw)["attempts"].as_array().is_some() }).await
+    );
+    let line = last_access_line(&gw);
+    let attempts = line["attempts"].as_array().unwrap();
+    let summary: Vec<(&str, &str)> =
+        attempts.iter().map(|a| (a["provider"].as_str().unwrap(), a["race"].as_str().unwrap_or(""))).collect();
+    assert_eq!(summary.len(), 2, "{line}");
+    assert!(summary.contains(&("primary", "lost")) && summary.contains(&("fallback", "won")), "{line}");
+}
+
+/// A stream whose head comes at once but whose first content is slow is hedged too; here the
+/// first provider's content comes first after all: it wins, the hedge is closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn streaming_hedge_where_the_first_provider_wins_after_all() {
+    let slow_token = Behavior { chunk_delay_ms: 400, stream_comment_first: true, ..Behavior::default() };
+    let primary = MockLlm::start("primary", slow_token).await.unwrap();
+    let fallback =
+        MockLlm::start("fallback", Behavior { first_byte_delay_ms: 3000, ..Behavior::default() }).await.unwrap();
+    let gw = Gateway::start(&hedged_backend(&primary, &fallback, "{hedge: {after: 100ms}}", "")).await;
+    let r = post(&gw.url("/v1/chat/completions"), stream_body()).await;
+    assert_eq!((r.status, r.provider()), (200, "primary"), "{}", r.body);
+    assert!(r.body.trim_end().ends_with("data: [DONE]"), "{}", r.body);
+    assert!(fallback.wait_for_requests(1, Duration::from_secs(1)).await, "the hedge was sent");
+    assert!(fallback.wait_for_cancelled(1, Duration::from_secs(1)).await, "and closed when the primary won");
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "lost")]), 1.0);
+    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "won")]), 0.0);
+    assert_eq!(gw.provider_status("fallback").await["consecutiveFailures"], 0);
+}
+
+/// A request body above `limits.maxHedgeBodyBytes` is never hedged.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_are_not_hedged() {
+    let primary =
+        MockLlm::start("primary", Behavior { first_byte_delay_ms: 600, ..Behavior::default() }).await.unwrap();
+    let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
+    let limits = "limits: {maxHedgeBodyBytes: 16}";
+    let gw = Gateway::start(&hedged_backend(&primary, &fallback, "{hedge: {after: 100ms}}", limits)).await;
+    let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
+    assert_eq!((r.status, r.provider()), (200, "primary"));
+    assert_eq!(fallback.requests(), 0);
+}
+
+/// Bad settings of the three features are named by their YAML path, all at once.
+#[test]
+fn routing_settings_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        r#"
+listen: ["127.0.0.1:8080"]
+routes:
+  - {name: r, match: {pathPrefix: /v1}, timeouts: {firstByte: 2s}, backend: chat}
+backends:
+  chat:
+    groups:
+      - providers:
+          - {name: a, openai: {model: m}, host: 127.0.0.1, port: 1, tls: false}
+    health: {headroom: {minRemainingPercent: 0}, eviction: {quotaDuration: 0s}}
+    retry: {hedge: {after: 2s, maxExtra: 0}}
+"#,
+    )
+    .unwrap();
+    let (code, out) = validate(&path, &[]);
+    assert_eq!(code, 64, "{out}");
+    for needle in [
+        "backends.chat.health.headroom.minRemainingPercent: must be greater than 0",
+        "backends.chat.health.eviction.quotaDuration: must be greater than 0",
+        "backends.chat.retry.hedge.maxExtra: must be at least 1",
+        "backends.chat.retry.hedge.after: must be shorter than timeouts.firstByte",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}
