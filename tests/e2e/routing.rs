@@ -4,24 +4,6 @@
 use crate::harness::*;
 use std::time::Duration;
 
-fn backend(groups: &[&[String]], health: &str, retry: &str) -> String {
-    let mut s = String::from("routes:\n  - {name: r, match: {pathPrefix: /v1}, timeouts: {firstByte: 5s}, backend: chat}\nbackends:\n  chat:\n    groups:\n");
-    for g in groups {
-        s.push_str(&format!("      - providers: [{}]\n", g.join(", ")));
-    }
-    s.push_str(&format!("    health: {health}\n    retry: {retry}\n"));
-    s
-}
-
-async fn primary_and_fallback(primary: Behavior, health: &str, retry: &str) -> (MockLlm, MockLlm, Gateway) {
-    let p = MockLlm::start("primary", primary).await.unwrap();
-    let f = MockLlm::start("fallback", Behavior::default()).await.unwrap();
-    let gw =
-        Gateway::start(&backend(&[&[provider("primary", &p, "")], &[provider("fallback", &f, "")]], health, retry))
-            .await;
-    (p, f, gw)
-}
-
 fn ejected_for(v: &serde_json::Value) -> f64 {
     v["ejectedForSeconds"].as_f64().unwrap_or(-1.0)
 }
@@ -187,10 +169,6 @@ fn last_access_line(gw: &Gateway) -> serde_json::Value {
     serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap()
 }
 
-fn stream_body() -> String {
-    serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string()
-}
-
 /// A primary 3 s from its first byte loses to the hedge sent after 200 ms: the client gets
 /// the fallback's answer fast, the primary's upstream connection is closed at once (within
 /// 100 ms of the answer), and the primary is not held against for it.
@@ -261,10 +239,7 @@ async fn large_bodies_are_not_hedged() {
 /// Bad settings of the three features are named by their YAML path, all at once.
 #[test]
 fn routing_settings_are_validated() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.yaml");
-    std::fs::write(
-        &path,
+    let (code, out) = validate_yaml(
         r#"
 listen: ["127.0.0.1:8080"]
 routes:
@@ -277,9 +252,7 @@ backends:
     health: {headroom: {minRemainingPercent: 0}, eviction: {quotaDuration: 0s}}
     retry: {hedge: {after: 2s, maxExtra: 0}}
 "#,
-    )
-    .unwrap();
-    let (code, out) = validate(&path, &[]);
+    );
     assert_eq!(code, 64, "{out}");
     for needle in [
         "backends.chat.health.headroom.minRemainingPercent: must be greater than 0",
