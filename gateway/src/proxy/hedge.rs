@@ -75,7 +75,7 @@ impl Gateway {
         let mut extras = 0u32;
         let mut next_hedge = tokio::time::Instant::now() + hedge.after;
         loop {
-            let can_hedge = extras < hedge.max_extra && attempt - 1 + used < retry.attempts;
+            let can_hedge = may_send_hedge(extras, hedge.max_extra, attempt - 1 + used, retry.attempts);
             let event = tokio::select! {
                 biased;
                 (i, fetched) = first_done(&mut racers) => Event::Done(i, fetched),
@@ -185,17 +185,70 @@ impl Gateway {
     }
 }
 
-/// `switchyard_hedges_total`, from the hedges' side: one per hedge sent, `won` for the hedge
-/// whose content was delivered, `lost` for the others.
+/// Whether a request may be hedged at all: `retry.hedge` set, body within
+/// `limits.maxHedgeBodyBytes`, and not on its last attempt.
+pub(super) fn hedge_for(hedge: Option<Hedge>, body_len: usize, max_body: usize, is_last: bool) -> Option<Hedge> {
+    hedge.filter(|_| body_len <= max_body && !is_last)
+}
+
+/// Whether one more hedge may go out: fewer than `maxExtra` sent, and an attempt left for it
+/// (`used` attempts so far, the hedged ones included).
+fn may_send_hedge(sent: u32, max_extra: u32, used: u32, attempts: u32) -> bool {
+    sent < max_extra && used < attempts
+}
+
+/// (won, lost) for `switchyard_hedges_total`, from the hedges' side: one per hedge sent, `won`
+/// for the hedge whose answer was delivered.
+fn hedge_outcomes(winner_is_hedge: bool, hedges: u32) -> (u64, u64) {
+    let won = u64::from(winner_is_hedge && hedges > 0);
+    (won, u64::from(hedges) - won)
+}
+
 fn count_hedges(winner_is_hedge: bool, hedges: u32) {
-    if hedges == 0 {
+    let (won, lost) = hedge_outcomes(winner_is_hedge, hedges);
+    if won + lost == 0 {
         return;
     }
-    let won = u64::from(winner_is_hedge);
     metrics::with(|m| {
-        if won > 0 {
-            m.hedges.with_label_values(&["won"]).inc_by(won);
+        for (outcome, n) in [("won", won), ("lost", lost)] {
+            if n > 0 {
+                m.hedges.with_label_values(&[outcome]).inc_by(n);
+            }
         }
-        m.hedges.with_label_values(&["lost"]).inc_by(u64::from(hedges) - won);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn which_requests_are_hedged() {
+        let h = Some(Hedge { after: Duration::from_millis(200), max_extra: 1 });
+        assert_eq!(hedge_for(h, 1 << 20, 1 << 20, false), h, "a body of exactly the limit is hedged");
+        assert_eq!(hedge_for(h, (1 << 20) + 1, 1 << 20, false), None);
+        assert_eq!(hedge_for(h, 10, 1 << 20, true), None, "never from the last attempt");
+        assert_eq!(hedge_for(None, 10, 1 << 20, false), None);
+    }
+
+    #[test]
+    fn hedges_count_as_attempts_and_stop_at_max_extra() {
+        // attempts: 3, first attempt running (1 used): one hedge may go, then a second only
+        // with maxExtra 2, and never past the attempts.
+        assert!(may_send_hedge(0, 1, 1, 3));
+        assert!(!may_send_hedge(1, 1, 2, 3));
+        assert!(may_send_hedge(1, 2, 2, 3));
+        assert!(!may_send_hedge(2, 5, 3, 3));
+        assert!(!may_send_hedge(0, 1, 2, 2), "the attempt in flight was the last");
+    }
+
+    #[test]
+    fn outcomes_from_the_hedges_side() {
+        assert_eq!(hedge_outcomes(true, 1), (1, 0));
+        assert_eq!(hedge_outcomes(false, 1), (0, 1));
+        assert_eq!(hedge_outcomes(true, 2), (1, 1));
+        assert_eq!(hedge_outcomes(false, 0), (0, 0));
+        assert_eq!(hedge_outcomes(true, 0), (0, 0));
+    }
 }

@@ -223,8 +223,6 @@ impl Gateway {
         let mut tried = ProviderSet::default();
         let mut last: Option<Failed> = None;
         let mut retries = 0u32;
-        // Requests that may be hedged (`retry.hedge`, body small enough).
-        let hedge = retry.hedge.filter(|_| req.body.len() <= rt.config.limits.max_hedge_body_bytes);
         let mut attempt = 0;
         while attempt < retry.attempts {
             attempt += 1;
@@ -260,8 +258,9 @@ impl Gateway {
             }
             tried.insert(sel.provider);
             let is_last = attempt == retry.attempts;
-            let end = match hedge {
-                Some(h) if !is_last => {
+            let max_hedge_body = rt.config.limits.max_hedge_body_bytes;
+            let end = match hedge::hedge_for(retry.hedge, req.body.len(), max_hedge_body, is_last) {
+                Some(h) => {
                     let (end, used) = self.hedged(session, ctx, &req, sel, attempt, h, &mut tried, excluded).await?;
                     attempt += used - 1;
                     end
