@@ -304,7 +304,7 @@ impl Gateway {
             && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
         let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
         let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
-        let Answered { mut up, peer, mut translator, peek } = match fetched {
+        let Answered { mut up, peer, mut translator, mut peek } = match fetched {
             Fetched::Head(a) => *a,
             Fetched::Transport(kind, detail) => {
                 let fkind = if kind == TransportKind::Timeout { FailureKind::Timeout } else { FailureKind::Transport };
@@ -375,7 +375,7 @@ impl Gateway {
         // before any content: hold its first events back until it shows which.
         let mut prefix = early.as_ref().map(|(start, _)| start.clone()).unwrap_or_default();
         if !decision.retryable && status.is_success() && (translator.is_some() || is_event_stream(&out)) {
-            let peeked = match peek {
+            let peeked = match peek.take() {
                 Some(p) => p,
                 // The route's response headers made it a stream: peek now.
                 None => {
@@ -422,7 +422,15 @@ impl Gateway {
                 Some((start, BodyStart::Complete)) => Some(start),
                 Some((_, BodyStart::Broken)) => None,
                 Some((start, BodyStart::More)) => read_small_body(&mut up, first_byte, start).await,
-                None => read_small_body(&mut up, first_byte, Bytes::new()).await,
+                // A 2xx stream judged a failure (`onStatus`, the condition) was peeked by
+                // `fetch`: its first events are the start of the answer kept.
+                None => match peek.take() {
+                    None => read_small_body(&mut up, first_byte, Bytes::new()).await,
+                    Some(Peek::Content(start) | Peek::Failed(start, _)) if translator.is_none() => {
+                        read_small_body(&mut up, first_byte, start).await
+                    }
+                    Some(_) => None,
+                },
             };
             self.finish_attempt(ctx, record, started, label);
             let response = match kept {
