@@ -223,6 +223,25 @@ async fn streaming_hedge_where_the_first_provider_wins_after_all() {
     assert_eq!(gw.provider_status("fallback").await["consecutiveFailures"], 0);
 }
 
+/// A hedge that fails is judged like any attempt (held against its provider) while the slow
+/// first attempt keeps running and is delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_hedge_is_judged_and_the_slow_attempt_still_wins() {
+    let primary =
+        MockLlm::start("primary", Behavior { first_byte_delay_ms: 700, ..Behavior::default() }).await.unwrap();
+    let fallback = MockLlm::start("fallback", Behavior::failing(500)).await.unwrap();
+    let gw = Gateway::start(&hedged_backend(&primary, &fallback, "{hedge: {after: 100ms}}", "")).await;
+    let r = post_json(&gw.url("/v1/chat/completions"), &chat(Some("m"))).await;
+    assert_eq!((r.status, r.provider()), (200, "primary"), "{}", r.body);
+    assert_eq!(fallback.requests(), 1);
+    assert_eq!(primary.cancelled(), 0, "the first attempt was not cut off");
+    let st = gw.provider_status("fallback").await;
+    assert_eq!(st["state"], "ejected", "{st}");
+    let m = gw.metrics().await;
+    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "lost")]), 1.0);
+    assert_eq!(metric(&m, "switchyard_attempts_total", &[("provider", "fallback"), ("outcome", "unhealthy")]), 1.0);
+}
+
 /// A request body above `limits.maxHedgeBodyBytes` is never hedged.
 #[tokio::test(flavor = "multi_thread")]
 async fn large_bodies_are_not_hedged() {
