@@ -12,6 +12,8 @@
 #       --no-build        skip bench/setup.sh (tools and release binaries must exist)
 #       --quiet-wait SECS before each measurement, wait up to SECS (default 120; 0 = no
 #                         wait; --smoke: 0) until other processes use < 10% of the CPUs
+#       --before PATH     also measure another switchyard binary (e.g. the previous release)
+#                         in scenarios 1-4 and 6, as "before", in the same rounds
 #       --perf LIST       record `perf` on Switchyard during these scenarios' measured runs
 #                         (1-4; needs linux-perf; slows the run it profiles)
 #   -h, --help
@@ -48,6 +50,7 @@ warmup=1
 perf_scenarios=""
 quiet_wait=""
 quiet_busy=10
+BEFORE=""
 
 usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -63,6 +66,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --quiet-wait) quiet_wait="${2:?--quiet-wait needs a value}"; shift 2 ;;
     --quiet-wait=*) quiet_wait="${1#*=}"; shift ;;
+    --before) BEFORE="$(readlink -f "${2:?--before needs a value}")"; shift 2 ;;
     --perf) perf_scenarios="${2:?--perf needs a value}"; shift 2 ;;
     --perf=*) perf_scenarios="${1#*=}"; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -77,7 +81,7 @@ if [ "$smoke" = 1 ]; then duration=1; slow_streams=200; slow_events=3; fi
 [[ "$repeat" =~ ^[0-9]+$ && "$repeat" -ge 1 ]] || { echo "run.sh: --repeat must be >= 1" >&2; exit 2; }
 IFS=',' read -r -a selected <<<"$scenarios"
 for s in "${selected[@]}"; do
-  [[ "$s" =~ ^[1-6]$ ]] || { echo "run.sh: unknown scenario '$s' (1-6)" >&2; exit 2; }
+  [[ "$s" =~ ^[1-8]$ ]] || { echo "run.sh: unknown scenario '$s' (1-8)" >&2; exit 2; }
 done
 want() { [[ ",$scenarios," == *",$1,"* ]]; }
 profile() { [[ ",$perf_scenarios," == *",$1,"* ]]; }
@@ -339,12 +343,16 @@ check_provider() { # scenario: the first answer through Switchyard names the exp
 
 PROFILES=()
 SY_PID=""
-start_switchyard() { # scenario
+start_switchyard() { # scenario [binary]
+  local bin="${2:-$GATEWAY}"
   configure "$1"
+  # The TLS listener (scenario 7) only for the binary under test: --before may predate it.
+  LISTEN_TLS=", {address: \"127.0.0.1:$PORT_GATEWAY_TLS\", tls: {certFile: \"$TLS_CERT\", keyFile: \"$TLS_KEY\"}}"
+  [ "$bin" = "$GATEWAY" ] || LISTEN_TLS=""
   render bench/configs/switchyard.yaml.in "$WORK/switchyard-s$1.yaml"
-  "$GATEWAY" --validate -c "$WORK/switchyard-s$1.yaml" >/dev/null 2>"$WORK/sy-validate.log" ||
+  "$bin" --validate -c "$WORK/switchyard-s$1.yaml" >/dev/null 2>"$WORK/sy-validate.log" ||
     die "switchyard rejected its config: $(cat "$WORK/sy-validate.log")"
-  SWITCHYARD_LOG="${SWITCHYARD_LOG:-warn}" taskset -c "$PROXY_CPU" "$GATEWAY" \
+  SWITCHYARD_LOG="${SWITCHYARD_LOG:-warn}" taskset -c "$PROXY_CPU" "$bin" \
     -c "$WORK/switchyard-s$1.yaml" --upgrade-sock "$WORK/upgrade.sock" \
     >>"$WORK/switchyard-s$1.log" 2>&1 &
   SY_PID=$!
@@ -432,12 +440,14 @@ measure_wrk() { # scenario proxy(sy|ng) body
   if [ "$who" = sy ]; then
     start_switchyard "$s"; url="http://127.0.0.1:$PORT_GATEWAY/v1/chat/completions"; pid=$SY_PID
     [ "$s" != 7 ] || url="https://127.0.0.1:$PORT_GATEWAY_TLS/v1/chat/completions"
+  elif [ "$who" = old ]; then
+    start_switchyard "$s" "$BEFORE"; url="http://127.0.0.1:$PORT_GATEWAY/v1/chat/completions"; pid=$SY_PID
   else
     start_peer "$s"; url="http://127.0.0.1:$PORT_PEER/v1/chat/completions"; pid=$PEER_WORKER
     [ "$s" != 7 ] || url="https://127.0.0.1:$PORT_PEER_TLS/v1/chat/completions"
   fi
   expect_status "$url" 200 "$body"
-  if [ "$who" = sy ]; then check_provider "$s"; fi
+  if [ "$who" != ng ]; then check_provider "$s"; fi
   run_wrk "$url" "$body" "$warmup" >/dev/null
   local perf_pid=""
   if [ "$who" = sy ] && profile "$s"; then
@@ -466,13 +476,14 @@ measure_wrk() { # scenario proxy(sy|ng) body
   add "$s.$who.requests" "$(field "$line" requests)"
   add "$s.$who.errors" "$(($(field "$line" err_connect) + $(field "$line" err_read) + $(field "$line" err_write) + $(field "$line" err_timeout) + $(field "$line" non2xx)))"
   add "$s.$who.hwm" "$(hwm_kib "$pid")"
-  if [ "$who" = sy ]; then stop_switchyard; else stop_peer; fi
+  if [ "$who" = ng ]; then stop_peer; else stop_switchyard; fi
   log "  $who: $(field "$line" rps) req/s, p50 $(field "$line" p50_us) us, p99 $(field "$line" p99_us) us, errors $(($(field "$line" err_connect) + $(field "$line" err_read) + $(field "$line" err_write) + $(field "$line" err_timeout))) socket / $(field "$line" non2xx) non-2xx"
 }
 
 scenario_wrk() { # scenario body round
   local order=(sy ng)
   [ $(($3 % 2)) = 1 ] || order=(ng sy)
+  if [ -n "$BEFORE" ] && [ "$1" -le 4 ]; then order+=(old); fi
   local who
   for who in "${order[@]}"; do measure_wrk "$1" "$who" "$2"; done
 }
@@ -507,10 +518,14 @@ scenario_ttfb() {
 scenario_hold() { # round
   local order=(sy ng) who line addr pid
   [ $(($1 % 2)) = 1 ] || order=(ng sy)
+  [ -z "$BEFORE" ] || order+=(old)
   for who in "${order[@]}"; do
     if [ "$who" = sy ]; then
       wait_quiet
       start_switchyard 6; addr="127.0.0.1:$PORT_GATEWAY"; pid=$SY_PID
+    elif [ "$who" = old ]; then
+      wait_quiet
+      start_switchyard 6 "$BEFORE"; addr="127.0.0.1:$PORT_GATEWAY"; pid=$SY_PID
     else
       wait_quiet
       start_peer 6; addr="127.0.0.1:$PORT_PEER"; pid=$PEER_WORKER
@@ -522,7 +537,7 @@ scenario_hold() { # round
     add "6.$who.ok2" "$(field "$line" ok2)"
     add "6.$who.rss" "$(field "$line" rss_kib_p)"
     add "6.$who.hwm" "$(field "$line" hwm_kib_p)"
-    if [ "$who" = sy ]; then stop_switchyard; else stop_peer; fi
+    if [ "$who" = ng ]; then stop_peer; else stop_switchyard; fi
     log "  $who: $(field "$line" ok1)/$hold_conns answered, $(field "$line" ok2) still open; RSS $(field "$line" rss_kib_p) KiB, peak $(field "$line" hwm_kib_p) KiB"
   done
 }
@@ -605,6 +620,12 @@ report_wrk() { # scenario
   echo "| switchyard | $(int "$rs") | $(ms "$p50s") | $(ms "$p99s") | $(mib "$hs") | $(sum "$s.sy.errors") | $(med "$s.sy.wait")% |"
   echo "| nginx | $(int "$rn") | $(ms "$p50n") | $(ms "$p99n") | $(mib "$hn") | $(sum "$s.ng.errors") | $(med "$s.ng.wait")% |"
   echo "| switchyard/nginx | $(ratio "$rs" "$rn") | $(ratio "$p50s" "$p50n") | $(ratio "$p99s" "$p99n") | $(ratio "$hs" "$hn") | | |"
+  if [ -n "$(med "$s.old.rps")" ]; then
+    local ro; ro="$(med "$s.old.rps")"
+    echo "| switchyard before (\`--before\`) | $(int "$ro") | $(ms "$(med "$s.old.p50")") | $(ms "$(med "$s.old.p99")") | $(mib "$(med "$s.old.hwm")") | $(sum "$s.old.errors") | $(med "$s.old.wait")% |"
+    echo "| before/nginx | $(ratio "$ro" "$rn") | | | | | |"
+    echo "| switchyard/before | $(ratio "$rs" "$ro") | $(ratio "$p50s" "$(med "$s.old.p50")") | $(ratio "$p99s" "$(med "$s.old.p99")") | | | |"
+  fi
   echo
   if [ "$repeat" -gt 1 ]; then
     echo "Medians of $repeat rounds. req/s per round: switchyard $(get "$s.sy.rps" | tr ' ' '/'), nginx $(get "$s.ng.rps" | tr ' ' '/')."
@@ -683,6 +704,9 @@ report_hold() {
   echo "| switchyard | $(med 6.sy.ok1)/$hold_conns | $(med 6.sy.ok2)/$hold_conns | $(mib "$rs") | $(mib "$(med 6.sy.hwm)") |"
   echo "| nginx | $(med 6.ng.ok1)/$hold_conns | $(med 6.ng.ok2)/$hold_conns | $(mib "$rn") | $(mib "$(med 6.ng.hwm)") |"
   echo "| switchyard/nginx | | | $(ratio "$rs" "$rn") | $(ratio "$(med 6.sy.hwm)" "$(med 6.ng.hwm)") |"
+  if [ -n "$(med 6.old.rss)" ]; then
+    echo "| switchyard before (\`--before\`) | $(med 6.old.ok1)/$hold_conns | $(med 6.old.ok2)/$hold_conns | $(mib "$(med 6.old.rss)") | $(mib "$(med 6.old.hwm)") |"
+  fi
   echo
   local ok=1
   ge $((50 * 1024)) "$rs" && ! ge "$rs" $((50 * 1024)) && [ "$(med 6.sy.ok1)" = "$hold_conns" ] && ok=0

@@ -1,7 +1,9 @@
 //! AWS Bedrock Converse wire format (`POST /model/{modelId}/converse` and
 //! `/converse-stream`): the Converse answer, the binary event-stream frames of
 //! ConverseStream (encoded with `aws-smithy-eventstream`: prelude, headers, both CRCs),
-//! and Bedrock-shaped errors.
+//! and Bedrock-shaped errors. Also InvokeModel / InvokeModelWithResponseStream for Claude
+//! (`/model/{modelId}/invoke` and `/invoke-with-response-stream`): the Anthropic body and
+//! answer, its events wrapped in `chunk` frames.
 
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
@@ -22,16 +24,70 @@ const TOOL_USE_ID: &str = "tooluse_mock_1";
 /// Content type of a ConverseStream answer.
 pub(crate) const STREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
 
-/// (model id, stream) of a Converse path; the model id percent-decoded.
-pub(crate) fn route(path: &str) -> Option<(String, bool)> {
+/// (model id, stream) of a `/model/{modelId}/{op}` path whose `op` is `whole` or
+/// `streamed`; the model id percent-decoded.
+fn model_route(path: &str, whole: &str, streamed: &str) -> Option<(String, bool)> {
     let (model, op) = path.strip_prefix("/model/")?.rsplit_once('/')?;
     let stream = match op {
-        "converse" => false,
-        "converse-stream" => true,
+        op if op == whole => false,
+        op if op == streamed => true,
         _ => return None,
     };
     let model = percent_decode_str(model).decode_utf8().ok()?.into_owned();
     (!model.is_empty()).then_some((model, stream))
+}
+
+/// (model id, stream) of a Converse path.
+pub(crate) fn route(path: &str) -> Option<(String, bool)> {
+    model_route(path, "converse", "converse-stream")
+}
+
+/// `anthropic_version` a Claude InvokeModel body must carry.
+pub(crate) const INVOKE_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// (model id, stream) of an InvokeModel path.
+pub(crate) fn invoke_route(path: &str) -> Option<(String, bool)> {
+    model_route(path, "invoke", "invoke-with-response-stream")
+}
+
+/// Why a Claude InvokeModel body is refused, as Bedrock words it: the model and the
+/// streaming choice belong in the path, and `anthropic_version` is required.
+pub(crate) fn invoke_body_problem(body: &[u8]) -> Option<String> {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Some("Malformed input request: not JSON".to_owned());
+    };
+    for key in ["model", "stream"] {
+        if value.get(key).is_some() {
+            return Some(format!("Malformed input request: extraneous key [{key}] is not permitted"));
+        }
+    }
+    match value.get("anthropic_version").and_then(Value::as_str) {
+        Some(INVOKE_ANTHROPIC_VERSION) => None,
+        Some(other) => Some(format!("Malformed input request: anthropic_version {other:?} is not supported")),
+        None => Some("Malformed input request: #: required key [anthropic_version] not found".to_owned()),
+    }
+}
+
+/// One InvokeModelWithResponseStream `chunk` frame carrying one Anthropic event's JSON
+/// (base64 in `bytes`, as Bedrock sends it).
+///
+/// The gateway's tests build their input with this too.
+pub fn bedrock_chunk_frame(event_json: &[u8]) -> Bytes {
+    let payload = json!({"bytes": aws_smithy_types::base64::encode(event_json)});
+    let message = Message::new(payload.to_string())
+        .add_header(string_header(":event-type", "chunk"))
+        .add_header(string_header(":content-type", "application/json"))
+        .add_header(string_header(":message-type", "event"));
+    frame(&message)
+}
+
+/// The Anthropic stream of an InvokeModelWithResponseStream answer, in `chunk` frames.
+pub(crate) fn invoke_stream_parts(name: &str, params: &ChatParams, pieces: usize) -> StreamParts {
+    let (head, content, tail) = crate::anthropic::stream_events(name, params, pieces);
+    let frames = |events: Vec<(String, Value)>| {
+        events.iter().map(|(_, v)| bedrock_chunk_frame(v.to_string().as_bytes())).collect()
+    };
+    StreamParts { head: frames(head), content: frames(content), tail: frames(tail) }
 }
 
 /// Bedrock's error type (sent in `x-amzn-errortype`) for a status.

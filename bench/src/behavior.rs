@@ -41,6 +41,11 @@ pub struct Behavior {
     pub stream_fail_after: Option<usize>,
     /// Status of `GET /v1/models` and `GET /health`, independent of `status`.
     pub health_status: u16,
+    /// PEM public key that verifies the RS256 assertions `POST /token` receives (Google
+    /// service-account flow); without it the token endpoint answers 500.
+    pub token_public_key: Option<String>,
+    /// Bearer tokens Vertex calls may carry besides the ones `POST /token` issued.
+    pub accept_tokens: Vec<String>,
 }
 
 impl Default for Behavior {
@@ -61,6 +66,8 @@ impl Default for Behavior {
             stream_comment_first: false,
             stream_fail_after: None,
             health_status: 200,
+            token_public_key: None,
+            accept_tokens: Vec::new(),
         }
     }
 }

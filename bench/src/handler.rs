@@ -51,6 +51,13 @@ async fn provider(state: Arc<State>, conn: ConnControl, request: Request<Incomin
     let behavior = state.behavior();
     let (head, body) = request.into_parts();
     let health = is_health(&head.method, head.uri.path());
+    if head.method == Method::POST && head.uri.path() == "/token" {
+        // The Google token endpoint: not a model call, not counted as one.
+        let Ok(collected) = body.collect().await else {
+            return json_response(400, Bytes::from_static(b"{}"));
+        };
+        return crate::vertex::token(&state, &behavior, &collected.to_bytes());
+    }
     let mut response = if health {
         state.count_request(true);
         json_response(behavior.health_status, openai::models_list())
@@ -87,6 +94,10 @@ async fn chat(
     recorded.body = collected.to_bytes();
     recorded.verify_sigv4();
     state.record(recorded.clone());
+    if api.is_vertex() && !crate::vertex::authorized(state, behavior, recorded.header("authorization")) {
+        let message = format!("mock {}: Request had invalid authentication credentials", state.name);
+        return json_response(401, crate::gemini::error_body(&message, 401));
+    }
     if behavior.hang {
         return std::future::pending().await;
     }

@@ -5,6 +5,8 @@
 //! [`MockLlm::start`] serves HTTP/1.1 on 127.0.0.1 in the current tokio
 //! runtime until the handle is dropped:
 //!
+//! - `POST /v1/responses` (and Azure's `/openai/v1/responses`, `api-key` required): the
+//!   OpenAI Responses API, a `response` object or its `response.*` event stream.
 //! - `POST /v1/messages`: Anthropic Messages (a `message`, or its SSE event
 //!   sequence with `"stream": true`; errors as `{"type":"error",...}`).
 //! - `POST /model/{modelId}/converse` and `/converse-stream`: AWS Bedrock
@@ -29,6 +31,13 @@
 //!   arguments `{"location":"Paris"}`, in that API's shape; unless its last turn
 //!   is a tool result, which gets the usual text, so a two-step tool loop
 //!   completes.
+//! - `POST /model/{modelId}/invoke` and `/invoke-with-response-stream`: Claude on
+//!   Bedrock (the Anthropic body with `anthropic_version: bedrock-2023-05-31`, no `model`
+//!   or `stream`, else 400; SigV4 verified), answered as Anthropic does, streams in
+//!   `chunk` event-stream frames.
+//! - `POST /v1/projects/{p}/locations/{r}/publishers/{anthropic|google}/models/{m}:{method}`:
+//!   Vertex AI, Claude (`rawPredict`, `streamRawPredict`) or Gemini; a bearer token from
+//!   `POST /token` (a Google token endpoint verifying RS256 JWT assertions) is required.
 //! - `GET /v1/models` and `GET /health` answer `health_status` with a model
 //!   list; they are not affected by the other failure settings and do not
 //!   replace the last recorded request.
@@ -45,12 +54,14 @@ mod control;
 mod gemini;
 mod handler;
 mod openai;
+mod responses;
 mod server;
 mod sigv4;
 mod state;
 #[cfg(test)]
 mod tests;
 mod tools;
+mod vertex;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -59,10 +70,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use bedrock::{bedrock_event_frame, bedrock_exception_frame};
+pub use bedrock::{bedrock_chunk_frame, bedrock_event_frame, bedrock_exception_frame};
 pub use behavior::Behavior;
 pub use sigv4::{verify_sigv4, TEST_AWS_ACCESS_KEY_ID, TEST_AWS_SECRET_ACCESS_KEY};
 pub use state::RecordedRequest;
+pub use vertex::CLOUD_PLATFORM_SCOPE;
 
 use state::{Counters, State};
 
@@ -133,6 +145,11 @@ impl MockLlm {
     /// Of [`MockLlm::requests`], those to `GET /v1/models` or `GET /health`.
     pub fn health_requests(&self) -> u64 {
         self.counters().health_requests
+    }
+
+    /// Access tokens issued by `POST /token` (the Google token endpoint).
+    pub fn tokens_issued(&self) -> usize {
+        self.state.tokens_issued()
     }
 
     /// Requests whose client went away before the response was over.

@@ -29,6 +29,9 @@ pub(crate) struct ChatParams {
     pub(crate) prompt_tokens: u64,
     /// The tool the answer calls instead of answering with text ([`crate::tools`]).
     pub(crate) tool: Option<String>,
+    /// Anthropic extended thinking asked for (`thinking.type` = `enabled`): Anthropic-shaped
+    /// answers open with a thinking block.
+    pub(crate) thinking: bool,
 }
 
 impl ChatParams {
@@ -43,6 +46,7 @@ impl ChatParams {
             include_usage: value.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true),
             prompt_tokens: (body_len / 4).max(1),
             tool: tools.requested_tool(&value),
+            thinking: value.pointer("/thinking/type").and_then(Value::as_str) == Some("enabled"),
         })
     }
 }

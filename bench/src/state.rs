@@ -80,6 +80,8 @@ pub(crate) struct State {
     health_requests: AtomicU64,
     cancelled: AtomicU64,
     connections: AtomicU64,
+    /// Access tokens `POST /token` issued.
+    issued_tokens: Mutex<Vec<String>>,
 }
 
 /// A snapshot of the counters.
@@ -105,6 +107,7 @@ impl State {
             health_requests: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            issued_tokens: Mutex::new(Vec::new()),
         }
     }
 
@@ -147,6 +150,23 @@ impl State {
             cancelled: self.cancelled.load(Ordering::SeqCst),
             connections: self.connections.load(Ordering::SeqCst),
         }
+    }
+
+    /// Issues a new access token.
+    pub(crate) fn issue_token(&self) -> String {
+        let mut tokens = lock(&self.issued_tokens);
+        let token = format!("ya29.mock-{}-{}", self.name, tokens.len() + 1);
+        tokens.push(token.clone());
+        token
+    }
+
+    pub(crate) fn issued_token(&self, token: &str) -> bool {
+        lock(&self.issued_tokens).iter().any(|t| t == token)
+    }
+
+    /// How many access tokens `POST /token` issued.
+    pub(crate) fn tokens_issued(&self) -> usize {
+        lock(&self.issued_tokens).len()
     }
 
     pub(crate) fn reset_stats(&self) {

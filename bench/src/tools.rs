@@ -20,6 +20,8 @@ pub(crate) fn arguments() -> Value {
 enum ResultMark {
     /// The turn's `role` is this (OpenAI's `"tool"`).
     Role(&'static str),
+    /// The turn's `type` is this (the Responses API's `"function_call_output"` item).
+    Kind(&'static str),
     /// One of the blocks in the turn's array `list` has the field `key` (with the string
     /// `value`, when given).
     Block { list: &'static str, key: &'static str, value: Option<&'static str> },
@@ -29,6 +31,7 @@ impl ResultMark {
     fn marks(self, turn: &Value) -> bool {
         match self {
             ResultMark::Role(role) => turn.get("role").and_then(Value::as_str) == Some(role),
+            ResultMark::Kind(kind) => turn.get("type").and_then(Value::as_str) == Some(kind),
             ResultMark::Block { list, key, value } => turn
                 .get(list)
                 .and_then(Value::as_array)
@@ -60,6 +63,10 @@ impl ToolLayout {
     /// OpenAI chat completions (and Azure): `tools[].function.name`, a `role: "tool"` turn.
     pub(crate) const OPENAI: ToolLayout =
         ToolLayout { first_tool: "/tools/0/function/name", turns: "messages", result: ResultMark::Role("tool") };
+
+    /// The Responses API: `tools[].name`, a `function_call_output` input item.
+    pub(crate) const RESPONSES: ToolLayout =
+        ToolLayout { first_tool: "/tools/0/name", turns: "input", result: ResultMark::Kind("function_call_output") };
 
     /// Anthropic Messages: `tools[].name`, a `tool_result` content block.
     pub(crate) const ANTHROPIC: ToolLayout = ToolLayout {

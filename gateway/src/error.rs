@@ -9,6 +9,8 @@ use serde_json::json;
 pub enum GatewayError {
     #[error("no route for path {path}")]
     NoRoute { path: String },
+    #[error("no provider of this route serves {path}")]
+    NotServed { path: String },
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("malformed request: {0}")]
@@ -36,7 +38,7 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
-            GatewayError::NoRoute { .. } => 404,
+            GatewayError::NoRoute { .. } | GatewayError::NotServed { .. } => 404,
             GatewayError::BodyTooLarge { .. } => 413,
             GatewayError::BadRequest(_)
             | GatewayError::BodyRead(_)
@@ -53,7 +55,7 @@ impl GatewayError {
     /// The OpenAI error `type`.
     pub fn kind(&self) -> &'static str {
         match self {
-            GatewayError::NoRoute { .. } => "not_found_error",
+            GatewayError::NoRoute { .. } | GatewayError::NotServed { .. } => "not_found_error",
             GatewayError::BodyTooLarge { .. } => "request_too_large",
             GatewayError::BadRequest(_)
             | GatewayError::BodyRead(_)
@@ -84,6 +86,19 @@ impl GatewayError {
         json!({"error": {"message": self.to_string(), "type": self.kind(), "code": self.status()}})
             .to_string()
             .into_bytes()
+    }
+
+    /// The same error in Anthropic's shape (`{"type":"error","error":{"type","message"}}`).
+    pub fn anthropic_body(&self) -> Vec<u8> {
+        let kind = match self.status() {
+            404 => "not_found_error",
+            413 => "request_too_large",
+            400 => "invalid_request_error",
+            503 => "overloaded_error",
+            504 => "timeout_error",
+            _ => "api_error",
+        };
+        json!({"type": "error", "error": {"type": kind, "message": self.to_string()}}).to_string().into_bytes()
     }
 }
 

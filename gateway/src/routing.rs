@@ -1,7 +1,8 @@
 //! Route table: longest path prefix wins; path rewrite; Gateway API header modifiers.
 
-use crate::config::{HeaderModifier, Route};
+use crate::config::{HeaderModifier, Rewrite, Route};
 use http::HeaderMap;
+use std::borrow::Cow;
 
 /// Routes sorted for longest-prefix matching.
 #[derive(Debug, Clone)]
@@ -37,6 +38,33 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// The path (and query) `route` sends a request for `path_and_query` to: unchanged,
+/// replaced (`fullPath`), or with the matched prefix replaced (`prefix`, the query kept).
+pub fn rewrite_path<'a>(route: &'a Route, path_and_query: &'a str) -> Cow<'a, str> {
+    match &route.rewrite {
+        None => Cow::Borrowed(path_and_query),
+        Some(Rewrite::FullPath(p)) => Cow::Borrowed(p.as_str()),
+        Some(Rewrite::Prefix(new)) => {
+            let old = route.path_prefix.trim_end_matches('/');
+            let new = new.trim_end_matches('/');
+            match path_and_query.strip_prefix(old) {
+                Some(rest) if rest.is_empty() || rest.starts_with('?') => Cow::Owned(format!("{}{rest}", or_root(new))),
+                Some(rest) if rest.starts_with('/') => Cow::Owned(format!("{new}{rest}")),
+                // The route matched on a segment boundary, so this does not happen.
+                _ => Cow::Borrowed(path_and_query),
+            }
+        }
+    }
+}
+
+fn or_root(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
 /// Applies a Gateway API header modifier: remove, then set (replace), then add (append).
 pub fn apply_header_modifier(m: &HeaderModifier, headers: &mut HeaderMap) {
     for name in &m.remove {
@@ -66,6 +94,21 @@ mod tests {
         );
         let config = load_str(&yaml).unwrap();
         RouteTable::new(&config.routes)
+    }
+
+    #[test]
+    fn prefix_rewrites_replace_the_matched_prefix() {
+        let yaml = "listen: [\"127.0.0.1:1\"]\nroutes:\n  - {name: a, match: {pathPrefix: /team-b/v1}, rewrite: {prefix: /v1}, backend: b}\n  - {name: c, match: {pathPrefix: /}, rewrite: {prefix: /api/}, backend: b}\n  - {name: d, match: {pathPrefix: /x}, rewrite: {fullPath: /y}, backend: b}\nbackends:\n  b:\n    groups:\n      - providers:\n          - {name: p, openai: {}, host: 127.0.0.1, port: 9}\n";
+        let config = load_str(yaml).unwrap();
+        let [a, c, d] = [&config.routes[0], &config.routes[1], &config.routes[2]];
+        assert_eq!(rewrite_path(a, "/team-b/v1/messages"), "/v1/messages");
+        assert_eq!(rewrite_path(a, "/team-b/v1/messages?beta=true"), "/v1/messages?beta=true");
+        assert_eq!(rewrite_path(a, "/team-b/v1"), "/v1");
+        assert_eq!(rewrite_path(c, "/v1/chat"), "/api/v1/chat");
+        assert_eq!(rewrite_path(d, "/x/z"), "/y");
+        let both = yaml.replace("rewrite: {prefix: /v1}", "rewrite: {prefix: /v1, fullPath: /z}");
+        let e = load_str(&both).unwrap_err().to_string();
+        assert!(e.contains("routes[0].rewrite: give exactly one of fullPath, prefix"), "{e}");
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl Runtime {
 fn upstream(p: &ProviderConfig) -> Upstream {
     let auth_header = match &p.auth {
         Auth::ApiKey(key) => crate::providers::api_key_header(&p.kind, key.expose()).ok(),
-        Auth::None | Auth::Passthrough | Auth::Aws(_) => None,
+        Auth::None | Auth::Passthrough | Auth::Aws(_) | Auth::Google(_) => None,
     };
     let host = crate::providers::host_header(p);
     Upstream {

@@ -94,10 +94,13 @@ pub enum EventKind {
 
 pub fn classify(event: &[u8]) -> EventKind {
     let (name, data) = parse_event(event);
-    if name == Some("error") {
+    // `response.failed`: a Responses API stream that failed after it was created.
+    if matches!(name, Some("error" | "response.failed")) {
         return EventKind::Error(error_message(&data).unwrap_or(data));
     }
-    if matches!(name, Some("ping") | Some("message_start")) {
+    // Anthropic's and the Responses API's openings carry no output yet.
+    if matches!(name, Some("ping" | "message_start" | "response.created" | "response.in_progress" | "response.queued"))
+    {
         return EventKind::Preamble;
     }
     if data.is_empty() {
@@ -118,7 +121,10 @@ pub fn classify(event: &[u8]) -> EventKind {
 
 fn error_message(data: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(data).ok()?;
-    v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_string)
+    ["/error/message", "/response/error/message", "/message"]
+        .iter()
+        .find_map(|p| v.pointer(p).and_then(|m| m.as_str()))
+        .map(str::to_string)
 }
 
 /// Token counts.
@@ -216,6 +222,21 @@ mod tests {
         let mut s = Splitter::default();
         s.push(b"event: ping\r\ndata: {}\r\n\r\n");
         assert!(s.next_event().is_some());
+    }
+
+    #[test]
+    fn classifies_responses_api_events() {
+        let created =
+            b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"error\":null}}\n\n";
+        assert_eq!(classify(created), EventKind::Preamble);
+        let failed = b"event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"error\":{\"code\":\"server_error\",\"message\":\"boom\"}}}\n\n";
+        assert_eq!(classify(failed), EventKind::Error("boom".into()));
+        let error =
+            b"event: error\ndata: {\"type\":\"error\",\"code\":\"rate_limit_exceeded\",\"message\":\"slow down\"}\n\n";
+        assert_eq!(classify(error), EventKind::Error("slow down".into()));
+        let delta =
+            b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n";
+        assert_eq!(classify(delta), EventKind::Content);
     }
 
     #[test]

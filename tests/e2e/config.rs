@@ -86,3 +86,40 @@ fn key_file_permissions_are_checked() {
     assert_eq!(code, 64);
     assert!(out.contains("cannot read"), "{out}");
 }
+
+#[test]
+fn vertex_credentials_and_translation_policy_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vertex.yaml");
+    let not_a_key = dir.path().join("key.json");
+    std::fs::write(&not_a_key, r#"{"type": "authorized_user"}"#).unwrap();
+    std::fs::write(
+        &path,
+        r#"
+listen: ["127.0.0.1:8080"]
+routes:
+  - {name: r, match: {pathPrefix: /v1}, backend: claude}
+backends:
+  claude:
+    translation: {unsupported: ignore}
+    groups:
+      - providers:
+          - {name: gcp, vertex: {project: p, region: us-east5, model: claude-sonnet-4-6}}
+          - {name: gcp-missing, vertex: {project: p, region: us-east5, model: claude-sonnet-4-6}, auth: {apiKey: {env: SWITCHYARD_TEST_MISSING_VAR}}}
+          - {name: gcp-typo, vertex: {project: p, model: claude-sonnet-4-6}}
+"#,
+    )
+    .unwrap();
+    let key_path = not_a_key.display().to_string();
+    let (code, out) = validate(&path, &[("GOOGLE_APPLICATION_CREDENTIALS", &key_path)]);
+    assert_eq!(code, 64, "{out}");
+    for needle in [
+        r#"backends.claude.translation.unsupported: unknown value "ignore"; use refuse or drop"#,
+        "backends.claude.groups[0].providers[0].auth: vertex needs Google credentials: ",
+        "not a service-account key file",
+        "backends.claude.groups[0].providers[1].auth.apiKey: environment variable SWITCHYARD_TEST_MISSING_VAR is not set",
+        r#"backends.claude.groups[0].providers[2].vertex: missing field "region""#,
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}

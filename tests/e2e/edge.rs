@@ -208,7 +208,7 @@ async fn body_memory_budget_refuses_with_503() {
     holder.write_all(&body.as_bytes()[..10]).await.unwrap();
     // A second one would pass the cap (once the holder's head is read and its length held).
     let url = gw.url(CHAT);
-    let refused = eventually(Duration::from_secs(5), || {
+    let refused = eventually(Duration::from_secs(15), || {
         let (url, body) = (url.clone(), body.clone());
         async move { post(&url, body).await.status == 503 }
     })
@@ -573,4 +573,22 @@ async fn openai_sdk_over_http2_and_tls() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && text.contains("http2 ok"), "{text}");
     assert_eq!(mock.requests(), 2);
+}
+
+/// An answer sent before the body was read (413 here) reads and drops the rest of the body
+/// first: a client that keeps uploading reads the answer, not a reset.
+#[tokio::test(flavor = "multi_thread")]
+async fn early_answers_read_the_rest_of_the_body_first() {
+    let mock = MockLlm::start("p", Behavior::default()).await.unwrap();
+    let gw = Gateway::start(&backend_for(&mock, "maxRequestBodyBytes: 1024")).await;
+    let body = vec![b'x'; 4 * 1024 * 1024];
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let head = format!("POST {CHAT} HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The whole body goes out while the answer is already on its way.
+    s.write_all(&body).await.expect("the gateway reads the body it refused");
+    let r = read_all(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(r.statuses, vec![413], "{}", r.text);
+    assert!(r.closed);
+    assert_eq!(mock.requests(), 0);
 }

@@ -29,6 +29,13 @@ pub fn provider(name: &str, mock: &MockLlm, model: &str) -> String {
     provider_x(name, mock.port(), model, "")
 }
 
+/// A provider of `kind` (`anthropic: {model: x}` style) pointing at `mock`, with `auth`
+/// when not empty.
+pub fn kind_provider(name: &str, mock: &MockLlm, kind: &str, auth: &str) -> String {
+    let auth = if auth.is_empty() { String::new() } else { format!(", auth: {auth}") };
+    format!("{{name: {name}, {kind}, host: 127.0.0.1, port: {}, tls: false{auth}}}", mock.port())
+}
+
 /// Like [`provider`], on any port, with extra fields (`"auth: {passthrough: {}}"`).
 pub fn provider_x(name: &str, port: u16, model: &str, extra: &str) -> String {
     let kind = if model.is_empty() { "openai: {}".to_string() } else { format!("openai: {{model: \"{model}\"}}") };

@@ -5,6 +5,7 @@
 mod harness;
 
 mod bad_input;
+mod claude;
 mod config;
 mod edge;
 mod failover;
@@ -13,6 +14,7 @@ mod http1;
 mod import;
 mod observability;
 mod operations;
+mod paths;
 mod providers;
 mod references;
 mod routing;

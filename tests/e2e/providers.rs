@@ -12,12 +12,6 @@ const AWS_ENV: &[(&str, &str)] = &[
     ("AZURE_KEY", "az-test"),
 ];
 
-/// A provider of `kind` (`anthropic: {model: x}` style) pointing at `mock`.
-fn kind_provider(name: &str, mock: &MockLlm, kind: &str, auth: &str) -> String {
-    let auth = if auth.is_empty() { String::new() } else { format!(", auth: {auth}") };
-    format!("{{name: {name}, {kind}, host: 127.0.0.1, port: {}, tls: false{auth}}}", mock.port())
-}
-
 fn gateway_body(groups: &[String], health: &str) -> String {
     let mut s = String::from(
         "routes:\n  - {name: chat, match: {pathPrefix: /v1}, backend: mixed}\nbackends:\n  mixed:\n    groups:\n",

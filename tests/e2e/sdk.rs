@@ -76,12 +76,6 @@ pub fn sdk_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-/// A provider of `kind` (`anthropic: {model: x}` style) pointing at `mock`.
-fn kind_provider(name: &str, mock: &MockLlm, kind: &str, auth: &str) -> String {
-    let auth = if auth.is_empty() { String::new() } else { format!(", auth: {auth}") };
-    format!("{{name: {name}, {kind}, host: 127.0.0.1, port: {}, tls: false{auth}}}", mock.port())
-}
-
 const OPENAI_AUTH: &str = "{apiKey: {env: OPENAI_API_KEY}}";
 const ANTHROPIC_AUTH: &str = "{apiKey: {env: ANTHROPIC_API_KEY}}";
 const BEDROCK: &str = "bedrock: {model: \"us.anthropic.claude-sonnet-4-6-v1:0\", region: us-east-1}";
@@ -107,9 +101,15 @@ fn body(openai_groups: [&str; 2], anthropic_groups: [&str; 2]) -> String {
 /// Runs check_sdks.py against `gw`, expecting every call of each SDK served by the
 /// fallback named.
 async fn check_sdks(python: &Path, gw: &Gateway, openai_provider: &str, anthropic_provider: &str) {
+    run_checks(python, gw, openai_provider, anthropic_provider, "all").await
+}
+
+/// Runs check_sdks.py's `checks` (`all`, `claude-code`).
+async fn run_checks(python: &Path, gw: &Gateway, openai_provider: &str, anthropic_provider: &str, checks: &str) {
     let script = repo_root().join("tests/sdk/check_sdks.py");
     let run = tokio::process::Command::new(python)
         .arg(&script)
+        .env("SDK_CHECKS", checks)
         .env("OPENAI_BASE_URL", gw.url("/v1"))
         .env("ANTHROPIC_BASE_URL", gw.url(""))
         .env("EXPECT_OPENAI_PROVIDER", openai_provider)
@@ -167,10 +167,11 @@ async fn official_sdks_through_cross_kind_failover() {
     assert_eq!(served.json().unwrap()["tools"][0]["name"], "get_weather", "the tool reached Anthropic");
     let tried = claude_down.last_request().unwrap();
     assert_eq!((tried.path.as_str(), tried.header("x-api-key")), ("/v1/messages", Some("sk-ant-test")));
+    // An Anthropic model on Bedrock gets the Anthropic body as is (InvokeModel).
     let served = bedrock.last_request().unwrap();
-    assert_eq!(served.path, "/model/us.anthropic.claude-sonnet-4-6-v1%3A0/converse-stream");
+    assert_eq!(served.path, "/model/us.anthropic.claude-sonnet-4-6-v1%3A0/invoke-with-response-stream");
     assert_eq!(served.sigv4_valid, Some(true));
-    assert_eq!(served.json().unwrap()["toolConfig"]["tools"][0]["toolSpec"]["name"], "get_weather");
+    assert_eq!(served.json().unwrap()["tools"][0]["name"], "get_weather");
     drop(gw);
 
     // The Anthropic SDK again, now failing over from Anthropic 503 to OpenAI.
@@ -202,4 +203,108 @@ async fn official_sdks_through_cross_kind_failover() {
     let sent = served.json().unwrap();
     assert_eq!(sent["model"], "gpt-4o");
     assert_eq!(sent["tools"][0]["function"]["name"], "get_weather", "the tool reached OpenAI");
+}
+
+/// The Anthropic SDK sending what Claude Code sends (thinking, cache_control, tools, an
+/// anthropic-beta header, streaming): Anthropic 529 → Claude on Bedrock (SigV4 verified,
+/// the body unchanged) → Claude on Vertex AI (a token from the service account's token
+/// endpoint).
+#[tokio::test(flavor = "multi_thread")]
+async fn anthropic_sdk_claude_code_fails_over_to_bedrock_then_vertex() {
+    let python = tokio::task::spawn_blocking(sdk_python).await.unwrap().unwrap_or_else(|why| panic!("{why}"));
+    let claude_down = MockLlm::start("claude-down", Behavior::failing(529)).await.unwrap();
+    let bedrock = MockLlm::start("bedrock", Behavior::default()).await.unwrap();
+    let vertex = MockLlm::start("vertex", Behavior::default()).await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let credentials = crate::claude::service_account(keys.path(), &vertex);
+    let config = format!(
+        "routes:\n  - {{name: anthropic-sdk, match: {{pathPrefix: /v1/messages}}, backend: claude}}\nbackends:\n  claude:\n    \
+         groups:\n      - providers: [{}]\n      - providers: [{}]\n      - providers: [{}]\n    \
+         health: {{eviction: {{maxEjectionPercent: 0}}}}\n",
+        kind_provider("claude-down", &claude_down, "anthropic: {model: claude-sonnet-4-6}", ANTHROPIC_AUTH),
+        kind_provider("aws", &bedrock, crate::claude::BEDROCK_CLAUDE, ""),
+        kind_provider("gcp", &vertex, crate::claude::VERTEX_CLAUDE, ""),
+    );
+    let mut env = ENV.to_vec();
+    env.push(("GOOGLE_APPLICATION_CREDENTIALS", &credentials));
+    let gw = Gateway::start_with_env(&config, &env).await;
+    // A stream, then a tool round trip (2 requests).
+    const REQUESTS: u64 = 3;
+
+    run_checks(&python, &gw, "", "aws", "claude-code").await;
+    assert_eq!((claude_down.requests(), bedrock.requests()), (REQUESTS, REQUESTS));
+    let served = bedrock.last_request().unwrap();
+    assert_eq!(served.path, "/model/us.anthropic.claude-sonnet-4-6-v1%3A0/invoke");
+    assert_eq!(served.sigv4_valid, Some(true), "SigV4 verified by the mock");
+    let body = served.json().unwrap();
+    assert_eq!(body["anthropic_version"], "bedrock-2023-05-31");
+    assert_eq!(body["anthropic_beta"], serde_json::json!(["interleaved-thinking-2025-05-14"]));
+    assert_eq!(body["thinking"], serde_json::json!({"type": "enabled", "budget_tokens": 1024}), "thinking unchanged");
+    assert_eq!(body["system"][0]["cache_control"], serde_json::json!({"type": "ephemeral"}), "cache_control unchanged");
+    assert_eq!(body["messages"][0]["content"][0]["cache_control"], serde_json::json!({"type": "ephemeral"}));
+    assert_eq!(body["messages"][1]["content"][0]["type"], "thinking", "the thinking block went back as it came");
+    assert_eq!(body["tools"][0]["name"], "get_weather");
+    let tried = claude_down.last_request().unwrap();
+    assert_eq!(tried.json().unwrap()["messages"], body["messages"], "Bedrock got what Anthropic got");
+
+    bedrock.set_behavior(Behavior::failing(503));
+    run_checks(&python, &gw, "", "gcp", "claude-code").await;
+    assert_eq!(vertex.requests(), REQUESTS);
+    let served = vertex.last_request().unwrap();
+    assert!(served.path.ends_with("/publishers/anthropic/models/claude-sonnet-4-6%4020250929:rawPredict"));
+    assert_eq!(served.header("authorization"), Some("Bearer ya29.mock-vertex-1"), "the token the mock issued");
+    assert_eq!(vertex.tokens_issued(), 1, "one token for every request");
+    let body = served.json().unwrap();
+    assert_eq!(body["anthropic_version"], "vertex-2023-10-16");
+    assert_eq!(body["thinking"]["budget_tokens"], 1024);
+    assert_eq!(body["system"][0]["cache_control"]["type"], "ephemeral");
+}
+
+/// The OpenAI SDK's `client.responses` (plain, streamed, a function-call round trip):
+/// OpenAI 429 → Azure (natively, on its v1 surface) → Anthropic (translated).
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_sdk_responses_fail_over_to_azure_then_anthropic() {
+    let python = tokio::task::spawn_blocking(sdk_python).await.unwrap().unwrap_or_else(|why| panic!("{why}"));
+    let gpt_down = MockLlm::start("gpt-down", Behavior::failing(429)).await.unwrap();
+    let azure = MockLlm::start("azure", Behavior::default()).await.unwrap();
+    let claude = MockLlm::start("claude", Behavior::default()).await.unwrap();
+    let config = format!(
+        "routes:\n  - {{name: responses, match: {{pathPrefix: /v1/responses}}, backend: r}}\nbackends:\n  r:\n    \
+         groups:\n      - providers: [{}]\n      - providers: [{}]\n      - providers: [{}]\n    \
+         health: {{eviction: {{maxEjectionPercent: 0}}}}\n",
+        kind_provider("gpt-down", &gpt_down, "openai: {model: gpt-4.1}", OPENAI_AUTH),
+        kind_provider(
+            "azure",
+            &azure,
+            "azure: {deployment: gpt-41-prod, apiVersion: \"2024-10-21\"}",
+            "{apiKey: {env: AZURE_KEY}}"
+        ),
+        kind_provider("claude", &claude, "anthropic: {model: claude-sonnet-4-6}", ANTHROPIC_AUTH),
+    );
+    let mut env = ENV.to_vec();
+    env.push(("AZURE_KEY", "az-test"));
+    let gw = Gateway::start_with_env(&config, &env).await;
+    // Text, a stream, a function call and its output.
+    const REQUESTS: u64 = 4;
+
+    run_checks(&python, &gw, "azure", "", "responses").await;
+    assert_eq!((gpt_down.requests(), azure.requests()), (REQUESTS, REQUESTS));
+    let tried = gpt_down.last_request().unwrap();
+    assert_eq!((tried.path.as_str(), tried.header("authorization")), ("/v1/responses", Some("Bearer sk-openai-test")));
+    let served = azure.last_request().unwrap();
+    assert_eq!((served.path.as_str(), served.header("api-key")), ("/openai/v1/responses", Some("az-test")));
+    let sent = served.json().unwrap();
+    assert_eq!(sent["model"], "gpt-41-prod", "the deployment names the model");
+    assert_eq!(sent["input"].as_array().unwrap().last().unwrap()["type"], "function_call_output");
+
+    azure.set_behavior(Behavior::failing(503));
+    run_checks(&python, &gw, "claude", "", "responses").await;
+    assert_eq!(claude.requests(), REQUESTS);
+    let served = claude.last_request().unwrap();
+    assert_eq!((served.path.as_str(), served.header("x-api-key")), ("/v1/messages", Some("sk-ant-test")));
+    let sent = served.json().unwrap();
+    assert_eq!(sent["model"], "claude-sonnet-4-6");
+    assert_eq!(sent["tools"][0]["name"], "get_weather", "the function tool reached Anthropic");
+    let last = sent["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["content"][0]["type"], "tool_result", "the function output became a tool_result: {last}");
 }

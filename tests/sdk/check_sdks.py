@@ -13,6 +13,14 @@ whole and streamed, then the tool result answered with text). The answers are ex
 from the mock provider ("Hello from NAME"; a tool call to the first tool with
 {"location": "Paris"}). Prints one line per check; exits 1 if any failed.
 
+SDK_CHECKS=responses runs, with the OpenAI SDK only, the Responses API (client.responses):
+a plain request, a streamed one (every event parsed), and a function-call round trip.
+
+SDK_CHECKS=claude-code runs, with the Anthropic SDK only, what Claude Code sends instead:
+extended thinking, cache_control on the system prompt and the user turn, tools, an
+anthropic-beta header; streamed (every event parsed, thinking deltas included), whole,
+and a tool round trip that sends the thinking block back.
+
 Usage: pip install -r tests/sdk/requirements.txt; OPENAI_BASE_URL=... ANTHROPIC_BASE_URL=... python3 tests/sdk/check_sdks.py
 """
 
@@ -261,6 +269,127 @@ def anthropic_tool_stream(client):
     return f"served by {provider}: get_weather({json.dumps(use.input)})"
 
 
+# ---- OpenAI Responses API (SDK_CHECKS=responses) -----------------------------------------
+
+RESPONSES_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "parameters": OPENAI_TOOL["function"]["parameters"],
+}
+
+
+def responses_text(client):
+    raw = client.responses.with_raw_response.create(model=OPENAI_MODEL, instructions="Be brief.", input="Say hello.")
+    response = raw.parse()
+    ensure_text(response.output_text, "output_text")
+    ensure(response.status == "completed", f"status {response.status!r}")
+    ensure(response.usage is not None and response.usage.output_tokens > 0, f"usage {response.usage!r}")
+    return f"served by {openai_served(raw)}: {response.output_text!r}"
+
+
+def responses_stream(client):
+    raw = client.responses.with_raw_response.create(model=OPENAI_MODEL, input="Say hello.", stream=True)
+    provider = openai_served(raw)
+    kinds, text, final = [], "", None
+    for event in raw.parse():
+        kinds.append(event.type)
+        if event.type == "response.output_text.delta":
+            text += event.delta
+        elif event.type == "response.completed":
+            final = event.response
+    ensure_text(text, "streamed text")
+    ensure(kinds[0] == "response.created", f"first event {kinds[0]!r}")
+    ensure(final is not None, f"no response.completed among {kinds}")
+    ensure(final.output_text == text, f"completed output_text {final.output_text!r} differs from the streamed {text!r}")
+    return f"served by {provider}: {text!r} in {len(kinds)} events"
+
+
+def responses_tool_round_trip(client):
+    items = [{"role": "user", "content": QUESTION}]
+    raw = client.responses.with_raw_response.create(model=OPENAI_MODEL, input=items, tools=[RESPONSES_TOOL])
+    first = openai_served(raw)
+    response = raw.parse()
+    calls = [item for item in response.output if item.type == "function_call"]
+    ensure(calls, f"no function_call in {response.output!r}")
+    call = calls[0]
+    ensure(call.name == "get_weather" and call.call_id, f"function_call {call!r}")
+    ensure_weather_args(json.loads(call.arguments), "function_call.arguments")
+    items += [item.model_dump(exclude_none=True) for item in response.output]
+    items.append({"type": "function_call_output", "call_id": call.call_id, "output": TOOL_RESULT})
+    raw = client.responses.with_raw_response.create(model=OPENAI_MODEL, input=items, tools=[RESPONSES_TOOL])
+    second = openai_served(raw)
+    answer = raw.parse()
+    ensure_text(answer.output_text, "answer to the function output")
+    return f"served by {first} then {second}: get_weather({call.arguments}) -> {answer.output_text!r}"
+
+
+# ---- Claude Code's requests (SDK_CHECKS=claude-code) ------------------------------------
+
+CLAUDE_CODE_BETA = "interleaved-thinking-2025-05-14"
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+CACHED_SYSTEM = [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}]
+
+
+def cached_question():
+    return [{"role": "user", "content": [{"type": "text", "text": QUESTION, "cache_control": {"type": "ephemeral"}}]}]
+
+
+def claude_code_args(messages):
+    return dict(
+        model=ANTHROPIC_MODEL,
+        max_tokens=2048,
+        thinking=THINKING,
+        system=CACHED_SYSTEM,
+        messages=messages,
+        tools=[ANTHROPIC_TOOL],
+        extra_headers={"anthropic-beta": CLAUDE_CODE_BETA},
+    )
+
+
+def thinking_of(message, what):
+    blocks = [block for block in message.content if block.type == "thinking"]
+    ensure(blocks, f"{what}: no thinking block in {message.content!r}")
+    ensure(blocks[0].thinking and blocks[0].signature, f"{what}: empty thinking or signature: {blocks[0]!r}")
+    return blocks[0]
+
+
+def claude_code_stream(client):
+    seen = []
+    thinking_text = ""
+    with client.messages.stream(**claude_code_args(cached_question())) as stream:
+        provider = anthropic_served(stream.response.headers)
+        for event in stream:
+            seen.append(event.type)
+            if event.type == "content_block_delta" and event.delta.type == "thinking_delta":
+                thinking_text += event.delta.thinking
+        final = stream.get_final_message()
+    for kind in ("message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"):
+        ensure(kind in seen, f"no {kind} event among {seen}")
+    ensure(thinking_text, f"no thinking_delta among the streamed events {seen}")
+    block = thinking_of(final, "streamed answer")
+    ensure(block.thinking == thinking_text, f"final thinking {block.thinking!r} differs from the streamed {thinking_text!r}")
+    use = tool_use_of(final, "streamed answer")
+    return f"served by {provider}: {len(seen)} events, thinking {thinking_text!r}, get_weather({json.dumps(use.input)})"
+
+
+def claude_code_round_trip(client):
+    messages = cached_question()
+    raw = client.messages.with_raw_response.create(**claude_code_args(messages))
+    first = anthropic_served(raw.headers)
+    message = raw.parse()
+    thinking_of(message, "answer")
+    use = tool_use_of(message, "answer")
+    # The thinking block goes back with the tool result, as the API requires.
+    messages.append({"role": "assistant", "content": [block.model_dump(exclude_none=True) for block in message.content]})
+    messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": TOOL_RESULT}]})
+    raw = client.messages.with_raw_response.create(**claude_code_args(messages))
+    second = anthropic_served(raw.headers)
+    answer = raw.parse()
+    ensure_text(text_of(answer), "answer to the tool result")
+    return f"served by {first} then {second}: get_weather -> {text_of(answer)!r}"
+
+
 # ---- Runner ------------------------------------------------------------------------------
 
 
@@ -275,6 +404,11 @@ def describe(error):
 def main():
     openai_base = os.environ.get("OPENAI_BASE_URL")
     anthropic_base = os.environ.get("ANTHROPIC_BASE_URL")
+    only = os.environ.get("SDK_CHECKS", "all")
+    if only == "claude-code":
+        openai_base = openai_base or "http://unused.invalid/v1"
+    if only == "responses":
+        anthropic_base = anthropic_base or "http://unused.invalid"
     if not openai_base or not anthropic_base:
         print("check_sdks.py: set OPENAI_BASE_URL and ANTHROPIC_BASE_URL", file=sys.stderr)
         return 2
@@ -295,6 +429,17 @@ def main():
         ("anthropic tool use", anthropic_tool_round_trip, ant),
         ("anthropic tool use stream", anthropic_tool_stream, ant),
     ]
+    if only == "responses":
+        checks = [
+            ("responses text", responses_text, oai),
+            ("responses stream", responses_stream, oai),
+            ("responses function call round trip", responses_tool_round_trip, oai),
+        ]
+    if only == "claude-code":
+        checks = [
+            ("claude code stream", claude_code_stream, ant),
+            ("claude code tool round trip with thinking", claude_code_round_trip, ant),
+        ]
     print(f"openai {openai.__version__} at {openai_base}; anthropic {anthropic.__version__} at {anthropic_base}")
     failed = []
     for name, check, client in checks:

@@ -106,12 +106,21 @@ pub struct Config {
 pub struct Route {
     pub name: String,
     pub path_prefix: String,
-    pub rewrite: Option<String>,
+    pub rewrite: Option<Rewrite>,
     pub request_headers: HeaderModifier,
     pub response_headers: HeaderModifier,
     pub timeouts: Timeouts,
     /// Index into [`Config::backends`].
     pub backend: usize,
+}
+
+/// Gateway API path rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// `ReplaceFullPath`: every request goes to this path.
+    FullPath(String),
+    /// `ReplacePrefixMatch`: the matched `pathPrefix` is replaced by this prefix.
+    Prefix(String),
 }
 
 /// Gateway API header modifier.
@@ -145,6 +154,17 @@ pub struct Backend {
     pub groups: Vec<Vec<ProviderConfig>>,
     pub health: HealthPolicy,
     pub retry: RetryPolicy,
+    pub translation: TranslationPolicy,
+}
+
+/// What happens to request fields a provider of another API cannot express.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TranslationPolicy {
+    /// Skip that provider (and refuse the request when no provider can take it).
+    #[default]
+    Refuse,
+    /// Send the request without them (cache hints, thinking, betas), and say so.
+    Drop,
 }
 
 impl Backend {
@@ -160,12 +180,17 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic Messages; `version` goes in `anthropic-version`.
     Anthropic { version: String },
-    /// AWS Bedrock Converse / ConverseStream, SigV4-signed.
-    Bedrock { region: String },
+    /// AWS Bedrock, SigV4-signed: Converse / ConverseStream, or, for Anthropic Messages
+    /// clients and an Anthropic model id (`anthropic` set), InvokeModel /
+    /// InvokeModelWithResponseStream with the Anthropic body as is.
+    Bedrock { region: String, anthropic: bool },
     /// Google Gemini `generateContent` / `streamGenerateContent`.
     Gemini,
     /// Azure OpenAI: deployment in the path, `api-version` in the query, `api-key` header.
     Azure { deployment: String, api_version: String },
+    /// Google Vertex AI: Claude (`anthropic`, rawPredict / streamRawPredict) or Gemini
+    /// (generateContent / streamGenerateContent).
+    Vertex { project: String, region: String, anthropic: bool },
 }
 
 impl ProviderKind {
@@ -176,6 +201,7 @@ impl ProviderKind {
             ProviderKind::Bedrock { .. } => "bedrock",
             ProviderKind::Gemini => "gemini",
             ProviderKind::Azure { .. } => "azure",
+            ProviderKind::Vertex { .. } => "vertex",
         }
     }
 }
@@ -213,6 +239,8 @@ pub enum Auth {
     /// AWS credentials for SigV4 (Bedrock without `auth`), from the environment or the
     /// shared credentials file.
     Aws(crate::providers::AwsCredentials),
+    /// A Google service account (Vertex without `auth`): access tokens from its key file.
+    Google(Arc<crate::providers::google_auth::ServiceAccount>),
 }
 
 impl fmt::Debug for Auth {
@@ -222,6 +250,7 @@ impl fmt::Debug for Auth {
             Auth::Passthrough => f.write_str("Passthrough"),
             Auth::ApiKey(_) => f.write_str("ApiKey(<redacted>)"),
             Auth::Aws(_) => f.write_str("Aws(<redacted>)"),
+            Auth::Google(sa) => write!(f, "Google({})", sa.client_email()),
         }
     }
 }
@@ -496,11 +525,25 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         if !r.matcher.path_prefix.starts_with('/') {
             cx.push(&format!("{path}.match.pathPrefix"), "must start with \"/\"");
         }
-        if let Some(rw) = &r.rewrite {
-            if !rw.full_path.starts_with('/') {
-                cx.push(&format!("{path}.rewrite.fullPath"), "must start with \"/\"");
+        let rewrite = match r.rewrite {
+            None => None,
+            Some(RawRewrite { full_path: Some(p), prefix: None }) => {
+                if !p.starts_with('/') {
+                    cx.push(&format!("{path}.rewrite.fullPath"), "must start with \"/\"");
+                }
+                Some(Rewrite::FullPath(p))
             }
-        }
+            Some(RawRewrite { full_path: None, prefix: Some(p) }) => {
+                if !p.starts_with('/') {
+                    cx.push(&format!("{path}.rewrite.prefix"), "must start with \"/\"");
+                }
+                Some(Rewrite::Prefix(p))
+            }
+            Some(_) => {
+                cx.push(&format!("{path}.rewrite"), "give exactly one of fullPath, prefix");
+                None
+            }
+        };
         let request_headers = header_modifier(&r.request_headers, &format!("{path}.requestHeaders"), cx);
         let response_headers = header_modifier(&r.response_headers, &format!("{path}.responseHeaders"), cx);
         let t = &r.timeouts;
@@ -545,7 +588,7 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         routes.push(Route {
             name: r.name,
             path_prefix: r.matcher.path_prefix,
-            rewrite: r.rewrite.map(|rw| rw.full_path),
+            rewrite,
             request_headers,
             response_headers,
             timeouts,
@@ -714,7 +757,15 @@ fn build_backend(
     }
     let health = build_health(&raw.health, &format!("{path}.health"), cx);
     let retry = build_retry(&raw.retry, &format!("{path}.retry"), cx);
-    Some(Backend { name: name.to_string(), groups, health, retry })
+    let translation = match raw.translation.unsupported.as_deref() {
+        None | Some("refuse") => TranslationPolicy::Refuse,
+        Some("drop") => TranslationPolicy::Drop,
+        Some(other) => {
+            cx.push(&format!("{path}.translation.unsupported"), format!("unknown value {other:?}; use refuse or drop"));
+            TranslationPolicy::Refuse
+        }
+    };
+    Some(Backend { name: name.to_string(), groups, health, retry, translation })
 }
 
 fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderConfig> {
@@ -732,7 +783,8 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
     }
     if let Some(b) = raw.bedrock {
         let host = format!("bedrock-runtime.{}.amazonaws.com", b.region);
-        kinds.push((ProviderKind::Bedrock { region: b.region }, Some(b.model), host));
+        let anthropic = crate::providers::claude::is_bedrock_anthropic(&b.model);
+        kinds.push((ProviderKind::Bedrock { region: b.region, anthropic }, Some(b.model), host));
     }
     if let Some(g) = raw.gemini {
         kinds.push((ProviderKind::Gemini, g.model, "generativelanguage.googleapis.com".to_string()));
@@ -749,8 +801,13 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
         let kind = ProviderKind::Azure { deployment: az.deployment.clone(), api_version: az.api_version };
         kinds.push((kind, Some(az.deployment), host));
     }
+    if let Some(v) = raw.vertex {
+        let host = crate::providers::vertex::host(&v.region);
+        let anthropic = crate::providers::vertex::is_claude(&v.model);
+        kinds.push((ProviderKind::Vertex { project: v.project, region: v.region, anthropic }, Some(v.model), host));
+    }
     if kinds.len() != 1 {
-        cx.push(path, "give exactly one provider kind: openai, anthropic, bedrock, gemini or azure");
+        cx.push(path, "give exactly one provider kind: openai, anthropic, bedrock, gemini, azure or vertex");
         return None;
     }
     let (kind, model, default_host) = kinds.pop()?;
@@ -776,6 +833,15 @@ fn build_provider(value: Value, path: &str, cx: &mut Errors) -> Option<ProviderC
                 Auth::None
             }
         },
+        None if matches!(kind, ProviderKind::Vertex { .. }) => {
+            match crate::providers::google_auth::ServiceAccount::from_environment() {
+                Ok(sa) => Auth::Google(Arc::new(sa)),
+                Err(e) => {
+                    cx.push(&format!("{path}.auth"), format!("vertex needs Google credentials: {e}"));
+                    Auth::None
+                }
+            }
+        }
         None => Auth::None,
         Some(a) => match (a.passthrough, a.api_key, a.none) {
             (Some(_), None, None) => Auth::Passthrough,

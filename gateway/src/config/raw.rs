@@ -108,7 +108,10 @@ pub struct RawMatch {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawRewrite {
-    pub full_path: String,
+    /// Gateway API `ReplaceFullPath`.
+    pub full_path: Option<String>,
+    /// Gateway API `ReplacePrefixMatch`: replaces the matched `pathPrefix`.
+    pub prefix: Option<String>,
 }
 
 /// Gateway API header modifier: `add` appends, `set` replaces, `remove` deletes.
@@ -139,6 +142,16 @@ pub struct RawBackend {
     pub health: RawHealth,
     #[serde(default)]
     pub retry: RawRetry,
+    #[serde(default)]
+    pub translation: RawTranslation,
+}
+
+/// What to do with request fields a provider of another API cannot express.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawTranslation {
+    /// `refuse` (default: skip that provider) or `drop` (send without those fields).
+    pub unsupported: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +174,8 @@ pub struct RawProvider {
     pub gemini: Option<RawGemini>,
     #[serde(default)]
     pub azure: Option<RawAzure>,
+    #[serde(default)]
+    pub vertex: Option<RawVertex>,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub path: Option<String>,
@@ -203,6 +218,16 @@ pub struct RawAzure {
     pub api_version: String,
     /// `{resource}.openai.azure.com`; required unless `host` is given.
     pub resource: Option<String>,
+}
+
+/// Google Vertex AI: Claude (`claude-*` models, rawPredict) or Gemini (generateContent).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawVertex {
+    pub project: String,
+    /// e.g. `us-east5`, or `global`.
+    pub region: String,
+    pub model: String,
 }
 
 /// Exactly one of the fields must be given.

@@ -3,9 +3,9 @@
 //! in both directions.
 
 use super::ir::{
-    array, boolean, count, insert_some, number, object, opt_str, present, req_str, string, unsigned, ErrorClass,
-    ErrorInfo, Event, Finish, Image, ImageSource, Part, Reply, ReplyPart, Request, Role, Tool, ToolCall, ToolChoice,
-    ToolResult, Usage,
+    array, boolean, check_keys, count, insert_some, number, object, opt_str, present, req_str, string, unsigned,
+    ErrorClass, ErrorInfo, Event, Finish, Image, ImageSource, Part, Reply, ReplyPart, Request, Role, Tool, ToolCall,
+    ToolChoice, ToolResult, Usage,
 };
 use super::sse::SseEvent;
 use super::stream::{json_data, write_event, ClientEncoder, EncoderState, Sink, SseMapper};
@@ -92,19 +92,6 @@ fn parse_system(value: &Value, target: &'static str) -> Result<Vec<String>, Tran
         out.push(req_str(obj, "text", &at)?);
     }
     Ok(out)
-}
-
-/// Fails on the first present key not in `allowed`.
-fn check_keys(
-    obj: &Map<String, Value>,
-    allowed: &[&str],
-    at: &str,
-    target: &'static str,
-) -> Result<(), TranslateError> {
-    match present(obj).find(|(k, _)| !allowed.contains(&k.as_str())) {
-        Some((key, _)) => Err(TranslateError::unsupported(format!("{at}.{key}"), target)),
-        None => Ok(()),
-    }
 }
 
 /// Message content: a string or content blocks. Tool results only in user turns.

@@ -8,8 +8,13 @@ pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').re
 
 /// `/openai/deployments/{deployment}/chat/completions?api-version={api_version}`.
 pub fn path(deployment: &str, api_version: &str) -> String {
+    operation_path(deployment, "chat/completions", api_version)
+}
+
+/// `/openai/deployments/{deployment}/{operation}?api-version={api_version}`.
+pub fn operation_path(deployment: &str, operation: &str, api_version: &str) -> String {
     format!(
-        "/openai/deployments/{}/chat/completions?api-version={}",
+        "/openai/deployments/{}/{operation}?api-version={}",
         utf8_percent_encode(deployment, UNRESERVED),
         utf8_percent_encode(api_version, UNRESERVED)
     )

@@ -204,28 +204,77 @@ pub fn parse_error(v: &Value) -> Option<(Option<String>, String)> {
 
 // ---- streams ----------------------------------------------------------------------------
 
-/// Decodes ConverseStream's binary event-stream into events. Frames are checked (lengths,
-/// both CRCs) by `aws-smithy-eventstream`; a frame is decoded once all its bytes are in.
+/// The string value of an event-stream message's header `name`.
+pub(crate) fn string_header(message: &Message, name: &str) -> Option<String> {
+    message
+        .headers()
+        .iter()
+        .find(|h| h.name().as_str() == name)
+        .and_then(|h| h.value().as_string().ok())
+        .map(|s| s.as_str().to_string())
+}
+
+/// Cuts a binary event-stream into messages. Frames are checked (lengths, both CRCs) by
+/// `aws-smithy-eventstream`; a frame is decoded once all its bytes are in.
+#[derive(Debug, Default)]
+pub struct FrameBuffer {
+    buf: BytesMut,
+}
+
+impl FrameBuffer {
+    /// Adds `input` and hands every complete message to `each`.
+    pub fn push(
+        &mut self,
+        input: &[u8],
+        each: &mut dyn FnMut(&Message) -> Result<(), TranslateError>,
+    ) -> Result<(), TranslateError> {
+        self.buf.extend_from_slice(input);
+        while self.buf.len() >= PRELUDE {
+            let total = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+            let total = usize::try_from(total).unwrap_or(usize::MAX);
+            if !(MIN_FRAME..=MAX_FRAME).contains(&total) {
+                return Err(TranslateError::invalid(format!(
+                    "provider stream: invalid event-stream frame length {total}"
+                )));
+            }
+            if self.buf.len() < total {
+                break;
+            }
+            let mut frame = self.buf.split_to(total).freeze();
+            let message = aws_smithy_eventstream::frame::read_message_from(&mut frame)
+                .map_err(|e| TranslateError::invalid(format!("provider stream: bad event-stream frame: {e}")))?;
+            if frame.has_remaining() {
+                return Err(TranslateError::invalid("provider stream: event-stream frame length mismatch"));
+            }
+            each(&message)?;
+        }
+        Ok(())
+    }
+
+    /// The stream ended: an incomplete frame is an error.
+    pub fn finish(&self) -> Result<(), TranslateError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(TranslateError::invalid("provider stream ended inside an event-stream frame"))
+        }
+    }
+}
+
+/// Decodes ConverseStream's binary event-stream into events.
 #[derive(Debug)]
 pub struct EventStreamDecoder {
-    buf: BytesMut,
+    frames: FrameBuffer,
     client: &'static str,
 }
 
 impl EventStreamDecoder {
     pub fn new(client: &'static str) -> Self {
-        EventStreamDecoder { buf: BytesMut::new(), client }
+        EventStreamDecoder { frames: FrameBuffer::default(), client }
     }
 
-    fn message(&self, message: &Message, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
-        let header = |name: &str| {
-            message
-                .headers()
-                .iter()
-                .find(|h| h.name().as_str() == name)
-                .and_then(|h| h.value().as_string().ok())
-                .map(|s| s.as_str().to_string())
-        };
+    fn message(client: &'static str, message: &Message, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
+        let header = |name: &str| string_header(message, name);
         let payload = || -> Result<Value, TranslateError> {
             serde_json::from_slice(message.payload())
                 .map_err(|e| TranslateError::invalid(format!("provider stream event is not JSON: {e}")))
@@ -233,7 +282,7 @@ impl EventStreamDecoder {
         match header(":message-type").as_deref() {
             Some("event") => {
                 let kind = header(":event-type").unwrap_or_default();
-                self.event(&kind, &payload()?, sink)
+                EventStreamDecoder::event(client, &kind, &payload()?, sink)
             }
             Some("exception") => {
                 let v = payload().unwrap_or(Value::Null);
@@ -251,7 +300,7 @@ impl EventStreamDecoder {
         }
     }
 
-    fn event(&self, kind: &str, v: &Value, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
+    fn event(client: &'static str, kind: &str, v: &Value, sink: &mut Sink<'_>) -> Result<(), TranslateError> {
         match kind {
             "messageStart" => sink(Event::Start { id: None, model: None, usage: Usage::default() }),
             "contentBlockStart" => match v.pointer("/start/toolUse") {
@@ -280,7 +329,7 @@ impl EventStreamDecoder {
                     sink(Event::ToolArgs(input.to_string()))
                 } else {
                     let key = delta.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
-                    Err(TranslateError::unsupported(format!("contentBlockDelta.delta.{key}"), self.client))
+                    Err(TranslateError::unsupported(format!("contentBlockDelta.delta.{key}"), client))
                 }
             }
             "messageStop" => match v.get("stopReason").and_then(Value::as_str) {
@@ -301,34 +350,11 @@ impl EventStreamDecoder {
 
 impl Decoder for EventStreamDecoder {
     fn push(&mut self, input: &[u8], sink: &mut Sink<'_>) -> Result<(), TranslateError> {
-        self.buf.extend_from_slice(input);
-        while self.buf.len() >= PRELUDE {
-            let total = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-            let total = usize::try_from(total).unwrap_or(usize::MAX);
-            if !(MIN_FRAME..=MAX_FRAME).contains(&total) {
-                return Err(TranslateError::invalid(format!(
-                    "provider stream: invalid event-stream frame length {total}"
-                )));
-            }
-            if self.buf.len() < total {
-                break;
-            }
-            let mut frame = self.buf.split_to(total).freeze();
-            let message = aws_smithy_eventstream::frame::read_message_from(&mut frame)
-                .map_err(|e| TranslateError::invalid(format!("provider stream: bad event-stream frame: {e}")))?;
-            if frame.has_remaining() {
-                return Err(TranslateError::invalid("provider stream: event-stream frame length mismatch"));
-            }
-            self.message(&message, sink)?;
-        }
-        Ok(())
+        let client = self.client;
+        self.frames.push(input, &mut |m| EventStreamDecoder::message(client, m, sink))
     }
 
     fn finish(&mut self, _sink: &mut Sink<'_>) -> Result<(), TranslateError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(TranslateError::invalid("provider stream ended inside an event-stream frame"))
-        }
+        self.frames.finish()
     }
 }

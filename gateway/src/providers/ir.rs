@@ -294,6 +294,10 @@ impl ErrorInfo {
             ProviderKind::Anthropic { .. } => super::anthropic::parse_error(v),
             ProviderKind::Bedrock { .. } => super::bedrock::parse_error(v),
             ProviderKind::Gemini => super::gemini::parse_error(v),
+            // Claude on Vertex answers Anthropic errors, Vertex itself Google's.
+            ProviderKind::Vertex { .. } => super::gemini::parse_error(v)
+                .filter(|(status, _)| status.is_some())
+                .or_else(|| super::anthropic::parse_error(v)),
         });
         match found {
             Some((kind, message)) => ErrorInfo { status: Some(status), kind, message },
@@ -408,6 +412,20 @@ pub fn present(obj: &Map<String, Value>) -> impl Iterator<Item = (&String, &Valu
 pub fn insert_some<T: Serialize>(out: &mut Map<String, Value>, key: &str, value: Option<T>) {
     if let Some(v) = value {
         out.insert(key.into(), json!(v));
+    }
+}
+
+/// Fails on the first present key of `obj` not in `allowed`, naming it as unsupported by
+/// `target`.
+pub fn check_keys(
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+    at: &str,
+    target: &'static str,
+) -> Result<(), TranslateError> {
+    match present(obj).find(|(k, _)| !allowed.contains(&k.as_str())) {
+        Some((key, _)) => Err(TranslateError::unsupported(format!("{at}.{key}"), target)),
+        None => Ok(()),
     }
 }
 

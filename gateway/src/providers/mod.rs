@@ -12,22 +12,38 @@
 //! [`ir::Event`]s → client answer. A field the target cannot express is an error
 //! ([`TranslateError::Unsupported`]), never dropped.
 //!
+//! Claude hosted on Bedrock (InvokeModel) or Vertex AI (rawPredict) takes the Anthropic
+//! client's body as is ([`claude`]): only the envelope changes, nothing is translated.
+//!
+//! With the backend's `translation: {unsupported: drop}`, what only Anthropic's models
+//! understand (thinking, cache hints, betas) is removed before translating to another API
+//! instead of skipping that provider; [`UpstreamRequest::dropped`] names it.
+//!
 //! Modules: [`openai`] and [`anthropic`] (both directions), [`bedrock`] (Converse, binary
-//! event-stream), [`gemini`], [`azure`] (path and header only), [`sse`] (incremental SSE
-//! parser), [`sigv4`] (AWS signing and credentials), [`stream`] (the translator glue).
+//! event-stream), [`claude`] (Claude on Bedrock and Vertex, the drop policy), [`gemini`],
+//! [`vertex`] (paths), [`google_auth`] (service-account tokens), [`azure`] (path and header
+//! only), [`sse`] (incremental SSE parser), [`sigv4`] (AWS signing and credentials),
+//! [`stream`] (the translator glue).
 
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub mod claude;
 pub mod gemini;
+pub mod google_auth;
 pub mod ir;
 pub mod openai;
+pub mod paths;
+pub mod responses;
 pub mod sigv4;
 pub mod sse;
 pub mod stream;
+pub mod vertex;
 
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod tests_claude;
 #[cfg(test)]
 mod tests_mock;
 #[cfg(test)]
@@ -35,10 +51,12 @@ mod tests_request;
 #[cfg(test)]
 mod tests_response;
 #[cfg(test)]
+mod tests_responses;
+#[cfg(test)]
 mod tests_stream;
 
 use crate::body::ChatRequest;
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::{ProviderConfig, ProviderKind, TranslationPolicy};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
@@ -54,6 +72,8 @@ pub enum ClientApi {
     OpenAiChat,
     /// Anthropic Messages, `POST /v1/messages`.
     AnthropicMessages,
+    /// OpenAI Responses, `POST /v1/responses`.
+    OpenAiResponses,
 }
 
 impl ClientApi {
@@ -63,6 +83,7 @@ impl ClientApi {
         match path {
             "/v1/chat/completions" => Some(ClientApi::OpenAiChat),
             "/v1/messages" => Some(ClientApi::AnthropicMessages),
+            "/v1/responses" => Some(ClientApi::OpenAiResponses),
             _ => None,
         }
     }
@@ -73,14 +94,25 @@ impl ClientApi {
         match self {
             ClientApi::OpenAiChat => "openai",
             ClientApi::AnthropicMessages => "anthropic",
+            ClientApi::OpenAiResponses => "responses",
         }
+    }
+
+    /// Whether a provider of `kind` takes this API's body as is, in another host's
+    /// envelope: Claude on Bedrock (InvokeModel) and on Vertex AI (rawPredict).
+    fn is_hosted(self, kind: &ProviderKind) -> bool {
+        self == ClientApi::AnthropicMessages
+            && matches!(
+                kind,
+                ProviderKind::Bedrock { anthropic: true, .. } | ProviderKind::Vertex { anthropic: true, .. }
+            )
     }
 
     /// Whether a provider of `kind` speaks this API natively.
     fn is_native(self, kind: &ProviderKind) -> bool {
         matches!(
             (self, kind),
-            (ClientApi::OpenAiChat, ProviderKind::OpenAi | ProviderKind::Azure { .. })
+            (ClientApi::OpenAiChat | ClientApi::OpenAiResponses, ProviderKind::OpenAi | ProviderKind::Azure { .. })
                 | (ClientApi::AnthropicMessages, ProviderKind::Anthropic { .. })
         )
     }
@@ -98,7 +130,25 @@ pub struct UpstreamRequest {
     pub body: Bytes,
     /// Whether the upstream answer will be a stream.
     pub stream: bool,
+    /// Client headers that must not go upstream (carried in the body, or dropped).
+    pub remove_headers: Vec<HeaderName>,
+    /// What the `drop` policy removed for this provider (empty otherwise).
+    pub dropped: Vec<&'static str>,
 }
+
+/// What of the client's request, besides its body, shapes an upstream request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientContext<'a> {
+    /// The client's `Authorization`, when the provider's auth is passthrough.
+    pub passthrough_auth: Option<&'a HeaderValue>,
+    /// The client's `anthropic-beta` header.
+    pub anthropic_beta: Option<&'a HeaderValue>,
+    /// The backend's translation policy.
+    pub policy: TranslationPolicy,
+}
+
+/// The `anthropic-beta` header name.
+pub static ANTHROPIC_BETA: HeaderName = HeaderName::from_static("anthropic-beta");
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TranslateError {
@@ -124,6 +174,8 @@ pub enum Credentials<'a> {
     None,
     ApiKey(&'a str),
     Aws(&'a AwsCredentials),
+    /// A ready `authorization` value (a Google access token).
+    Bearer(&'a HeaderValue),
 }
 
 impl std::fmt::Debug for Credentials<'_> {
@@ -132,6 +184,7 @@ impl std::fmt::Debug for Credentials<'_> {
             Credentials::None => f.write_str("None"),
             Credentials::ApiKey(_) => f.write_str("ApiKey(<redacted>)"),
             Credentials::Aws(aws) => f.debug_tuple("Aws").field(aws).finish(),
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
         }
     }
 }
@@ -152,7 +205,7 @@ pub fn host_header(provider: &ProviderConfig) -> String {
 /// The model is the provider's when configured, else the client's. The path is
 /// `provider.path` verbatim when set (for Bedrock and Gemini, whose paths differ between
 /// streamed and whole answers, the override then has to suit the request), else the
-/// kind's own. `passthrough_auth` is the client's `Authorization` value when the
+/// kind's own. `cx.passthrough_auth` is the client's `Authorization` value when the
 /// provider's auth is passthrough; it is forwarded as `authorization` unless `creds`
 /// holds a key. `now` is the SigV4 signing time.
 pub fn prepare(
@@ -160,11 +213,13 @@ pub fn prepare(
     body: &Bytes,
     provider: &ProviderConfig,
     creds: &Credentials<'_>,
-    passthrough_auth: Option<&HeaderValue>,
+    cx: &ClientContext<'_>,
     now: SystemTime,
 ) -> Result<UpstreamRequest, TranslateError> {
     let peek = ChatRequest::parse(body).map_err(|e| TranslateError::Invalid(e.to_string()))?;
     let model = provider.model.clone().or_else(|| peek.model.clone());
+    let mut remove_headers = Vec::new();
+    let mut dropped = Vec::new();
     let (body, stream) = if client.is_native(&provider.kind) {
         // Hot path: no tree, only the model spliced into the original bytes.
         let body = match &model {
@@ -172,12 +227,28 @@ pub fn prepare(
             None => body.clone(),
         };
         (body, peek.stream)
+    } else if client.is_hosted(&provider.kind) {
+        let betas = claude::beta_flags(cx.anthropic_beta);
+        remove_headers.push(ANTHROPIC_BETA.clone());
+        (hosted_body(&provider.kind, body, &betas)?, peek.stream)
     } else {
-        let value: Value = serde_json::from_slice(body).map_err(|e| TranslateError::Invalid(e.to_string()))?;
+        let mut value: Value = serde_json::from_slice(body).map_err(|e| TranslateError::Invalid(e.to_string()))?;
+        if cx.policy == TranslationPolicy::Drop && client == ClientApi::AnthropicMessages {
+            dropped = claude::strip_anthropic_only(&mut value);
+            if cx.anthropic_beta.is_some() {
+                dropped.push("anthropic-beta");
+                remove_headers.push(ANTHROPIC_BETA.clone());
+            }
+        }
         let request = parse_client(client, &value, target_name(&provider.kind))?;
         let out = emit_provider(&request, &provider.kind, model.as_deref())?;
-        let bytes = serde_json::to_vec(&out).map_err(|e| TranslateError::Invalid(e.to_string()))?;
-        (Bytes::from(bytes), request.stream)
+        let bytes = Bytes::from(serde_json::to_vec(&out).map_err(|e| TranslateError::Invalid(e.to_string()))?);
+        let bytes = match &provider.kind {
+            // Written as an Anthropic request; Vertex wants it in its envelope.
+            ProviderKind::Vertex { anthropic: true, .. } => hosted_body(&provider.kind, &bytes, &[])?,
+            _ => bytes,
+        };
+        (bytes, request.stream)
     };
     let path_and_query = match &provider.path {
         Some(p) => p.clone(),
@@ -191,24 +262,33 @@ pub fn prepare(
     }
     match creds {
         Credentials::ApiKey(key) => headers.push(api_key_header(&provider.kind, key)?),
+        Credentials::Bearer(v) => headers.push(sensitive(http::header::AUTHORIZATION, (*v).clone())),
         Credentials::Aws(aws) => {
-            if let ProviderKind::Bedrock { region } = &provider.kind {
+            if let ProviderKind::Bedrock { region, .. } = &provider.kind {
                 let scheme = if provider.tls { "https" } else { "http" };
                 let host = host_header(provider);
                 let uri = format!("{scheme}://{host}{path_and_query}");
                 let signed = [("content-type", "application/json"), ("host", host.as_str())];
                 headers.extend(sigv4::sign(aws, region, "bedrock", "POST", &uri, &signed, &body, now)?);
-            } else if let Some(v) = passthrough_auth {
+            } else if let Some(v) = cx.passthrough_auth {
                 headers.push(sensitive(http::header::AUTHORIZATION, v.clone()));
             }
         }
         Credentials::None => {
-            if let Some(v) = passthrough_auth {
+            if let Some(v) = cx.passthrough_auth {
                 headers.push(sensitive(http::header::AUTHORIZATION, v.clone()));
             }
         }
     }
-    Ok(UpstreamRequest { method: http::Method::POST, path_and_query, headers, body, stream })
+    Ok(UpstreamRequest { method: http::Method::POST, path_and_query, headers, body, stream, remove_headers, dropped })
+}
+
+/// An Anthropic body in the envelope of the host of a Claude provider.
+fn hosted_body(kind: &ProviderKind, body: &[u8], betas: &[String]) -> Result<Bytes, TranslateError> {
+    match kind {
+        ProviderKind::Vertex { .. } => claude::host_body(body, claude::VERTEX_VERSION, betas, true),
+        _ => claude::host_body(body, claude::BEDROCK_VERSION, betas, false),
+    }
 }
 
 fn sensitive(name: HeaderName, mut value: HeaderValue) -> (HeaderName, HeaderValue) {
@@ -220,7 +300,7 @@ fn sensitive(name: HeaderName, mut value: HeaderValue) -> (HeaderName, HeaderVal
 pub fn api_key_header(kind: &ProviderKind, key: &str) -> Result<(HeaderName, HeaderValue), TranslateError> {
     let bad = |_| TranslateError::invalid("the API key is not a valid header value");
     let (name, value) = match kind {
-        ProviderKind::OpenAi | ProviderKind::Bedrock { .. } => {
+        ProviderKind::OpenAi | ProviderKind::Bedrock { .. } | ProviderKind::Vertex { .. } => {
             (http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {key}")).map_err(bad)?)
         }
         ProviderKind::Anthropic { .. } => {
@@ -249,11 +329,17 @@ fn default_path(
     };
     Ok(match kind {
         ProviderKind::OpenAi => match client {
+            ClientApi::OpenAiResponses => "/v1/responses".to_string(),
             ClientApi::OpenAiChat | ClientApi::AnthropicMessages => "/v1/chat/completions".to_string(),
         },
         ProviderKind::Anthropic { .. } => "/v1/messages".to_string(),
+        ProviderKind::Bedrock { .. } if client.is_hosted(kind) => claude::bedrock_path(need_model()?, stream),
         ProviderKind::Bedrock { .. } => bedrock::path(need_model()?, stream),
+        ProviderKind::Vertex { project, region, anthropic } => {
+            vertex::path(project, region, *anthropic, need_model()?, stream)
+        }
         ProviderKind::Gemini => gemini::path(need_model()?, stream),
+        ProviderKind::Azure { .. } if client == ClientApi::OpenAiResponses => "/openai/v1/responses".to_string(),
         ProviderKind::Azure { deployment, api_version } => azure::path(deployment, api_version),
     })
 }
@@ -268,6 +354,7 @@ fn parse_client(client: ClientApi, body: &Value, target: &'static str) -> Result
     match client {
         ClientApi::OpenAiChat => openai::parse_request(body, target),
         ClientApi::AnthropicMessages => anthropic::parse_request(body, target),
+        ClientApi::OpenAiResponses => responses::parse_request(body, target),
     }
 }
 
@@ -278,16 +365,30 @@ fn emit_provider(request: &ir::Request, kind: &ProviderKind, model: Option<&str>
         ProviderKind::Azure { .. } => openai::emit_request(request, model, "azure"),
         ProviderKind::Anthropic { .. } => anthropic::emit_request(request, model),
         ProviderKind::Bedrock { .. } => bedrock::emit_request(request),
-        ProviderKind::Gemini => gemini::emit_request(request),
+        ProviderKind::Gemini | ProviderKind::Vertex { anthropic: false, .. } => gemini::emit_request(request),
+        ProviderKind::Vertex { anthropic: true, .. } => anthropic::emit_request(request, model),
     }
 }
 
-/// Whether `provider` can take this request at all. Same-API providers always can.
-pub fn check_supported(client: ClientApi, body: &Value, provider: &ProviderKind) -> Result<(), TranslateError> {
-    if client.is_native(provider) {
+/// Whether `provider` can take this request at all. Same-API providers (and Claude on
+/// Bedrock and Vertex for Anthropic clients) always can; under the `drop` policy what
+/// [`claude::strip_anthropic_only`] removes does not count.
+pub fn check_supported(
+    client: ClientApi,
+    body: &Value,
+    provider: &ProviderKind,
+    policy: TranslationPolicy,
+) -> Result<(), TranslateError> {
+    if client.is_native(provider) || client.is_hosted(provider) {
         return Ok(());
     }
-    let request = parse_client(client, body, target_name(provider))?;
+    let request = if policy == TranslationPolicy::Drop && client == ClientApi::AnthropicMessages {
+        let mut stripped = body.clone();
+        claude::strip_anthropic_only(&mut stripped);
+        parse_client(client, &stripped, target_name(provider))?
+    } else {
+        parse_client(client, body, target_name(provider))?
+    };
     emit_provider(&request, provider, Some("model")).map(|_| ())
 }
 
@@ -313,6 +414,7 @@ impl ReplyMeta {
         let prefix = match client {
             ClientApi::OpenAiChat => "chatcmpl-",
             ClientApi::AnthropicMessages => "msg_",
+            ClientApi::OpenAiResponses => "resp_",
         };
         ReplyMeta {
             created,
@@ -358,18 +460,27 @@ pub(crate) fn translate_reply(
     body: &[u8],
     meta: &ReplyMeta,
 ) -> Result<Bytes, TranslateError> {
+    if client.is_hosted(provider) && (200..300).contains(&status) {
+        // Claude's own answer, as Claude gave it.
+        return Ok(Bytes::copy_from_slice(body));
+    }
     let value = if (200..300).contains(&status) {
         let parsed: Value = serde_json::from_slice(body)
             .map_err(|e| TranslateError::invalid(format!("provider answer is not JSON: {e}")))?;
         let reply = match provider {
             ProviderKind::OpenAi | ProviderKind::Azure { .. } => openai::parse_reply(&parsed)?,
-            ProviderKind::Anthropic { .. } => anthropic::parse_reply(&parsed)?,
+            ProviderKind::Anthropic { .. } | ProviderKind::Vertex { anthropic: true, .. } => {
+                anthropic::parse_reply(&parsed)?
+            }
             ProviderKind::Bedrock { .. } => bedrock::parse_reply(&parsed, client.name())?,
-            ProviderKind::Gemini => gemini::parse_reply(&parsed, client.name())?,
+            ProviderKind::Gemini | ProviderKind::Vertex { anthropic: false, .. } => {
+                gemini::parse_reply(&parsed, client.name())?
+            }
         };
         match client {
             ClientApi::OpenAiChat => openai::emit_reply(&reply, meta)?,
             ClientApi::AnthropicMessages => anthropic::emit_reply(&reply, meta)?,
+            ClientApi::OpenAiResponses => responses::emit_reply(&reply, meta)?,
         }
     } else {
         let info = ir::ErrorInfo::from_body(provider, status, body);
@@ -381,7 +492,7 @@ pub(crate) fn translate_reply(
 /// An error in the client's API shape.
 pub(crate) fn emit_error(client: ClientApi, info: &ir::ErrorInfo) -> Value {
     match client {
-        ClientApi::OpenAiChat => openai::error_value(info),
+        ClientApi::OpenAiChat | ClientApi::OpenAiResponses => openai::error_value(info),
         ClientApi::AnthropicMessages => anthropic::error_value(info),
     }
 }
@@ -397,7 +508,31 @@ pub fn stream_translator(
     if !needs_translation(client, provider) {
         return None;
     }
+    if client.is_hosted(provider) {
+        return Some(match provider {
+            ProviderKind::Bedrock { .. } => Box::new(claude::InvokeStream::default()),
+            _ => Box::new(claude::Unchanged),
+        });
+    }
     Some(stream::translator(client, provider, ReplyMeta::now(client, model), include_usage))
+}
+
+/// The SSE event that ends a stream whose provider failed mid-way, in the client's API
+/// (`None`: an untranslated stream, OpenAI's shape).
+pub fn mid_stream_error(client: Option<ClientApi>, detail: &str) -> Bytes {
+    let message = format!("provider failed mid-stream: {}", detail.trim());
+    let text = match client {
+        Some(ClientApi::AnthropicMessages) => {
+            let data = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+            format!("event: error\ndata: {data}\n\n")
+        }
+        Some(ClientApi::OpenAiResponses) => responses::mid_stream_error(&message),
+        Some(ClientApi::OpenAiChat) | None => {
+            let data = json!({"error": {"message": message, "type": "upstream_error", "code": 502}});
+            format!("data: {data}\n\n")
+        }
+    };
+    Bytes::from(text)
 }
 
 /// `GET /v1/models` for a route: the providers' configured models, first owner wins.

@@ -175,18 +175,23 @@ fn content_parts(
                     }
                 }
                 let url = req_str(image, "url", &iat)?;
-                let source = match parse_data_url(&url) {
-                    Some((media_type, data)) => ImageSource::Base64 { media_type, data },
-                    None if url.starts_with("data:") => {
-                        return Err(TranslateError::invalid(format!("{iat}.url: only base64 data URLs are supported")))
-                    }
-                    None => ImageSource::Url(url),
-                };
-                parts.push(Part::Image(Image { source, at: iat }));
+                parts.push(image_from_url(url, iat)?);
             }
         }
     }
     Ok(parts)
+}
+
+/// An image given by URL: a base64 `data:` URL, or a link.
+pub(crate) fn image_from_url(url: String, at: String) -> Result<Part, TranslateError> {
+    let source = match parse_data_url(&url) {
+        Some((media_type, data)) => ImageSource::Base64 { media_type, data },
+        None if url.starts_with("data:") => {
+            return Err(TranslateError::invalid(format!("{at}.url: only base64 data URLs are supported")))
+        }
+        None => ImageSource::Url(url),
+    };
+    Ok(Part::Image(Image { source, at }))
 }
 
 fn parse_tool_call(call: &Value, at: &str, target: &'static str) -> Result<ToolCall, TranslateError> {
@@ -216,34 +221,51 @@ fn parse_tools(value: &Value, target: &'static str) -> Result<Vec<Tool>, Transla
         }
         let fat = format!("{at}.function");
         let function = object(obj.get("function").unwrap_or(&Value::Null), &fat)?;
-        for (key, v) in present(function) {
-            match key.as_str() {
-                "name" | "description" | "parameters" => {}
-                "strict" if v.as_bool() == Some(false) => {}
-                other => return Err(TranslateError::unsupported(format!("{fat}.{other}"), target)),
-            }
-        }
-        tools.push(Tool {
-            name: req_str(function, "name", &fat)?,
-            description: opt_str(function, "description", &fat)?,
-            parameters: function
-                .get("parameters")
-                .filter(|p| !p.is_null())
-                .cloned()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-        });
+        tools.push(function_tool(function, &[], &fat, target)?);
     }
     Ok(tools)
 }
 
+/// A function tool's `name`, `description` and `parameters` (`strict` only when false);
+/// `other_keys` may be present too.
+pub(crate) fn function_tool(
+    function: &Map<String, Value>,
+    other_keys: &[&str],
+    at: &str,
+    target: &'static str,
+) -> Result<Tool, TranslateError> {
+    for (key, v) in present(function) {
+        match key.as_str() {
+            "name" | "description" | "parameters" => {}
+            "strict" if v.as_bool() == Some(false) => {}
+            other if other_keys.contains(&other) => {}
+            other => return Err(TranslateError::unsupported(format!("{at}.{other}"), target)),
+        }
+    }
+    Ok(Tool {
+        name: req_str(function, "name", at)?,
+        description: opt_str(function, "description", at)?,
+        parameters: function
+            .get("parameters")
+            .filter(|p| !p.is_null())
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+    })
+}
+
+/// `auto`, `required` or `none`.
+pub(crate) fn tool_choice_mode(mode: &str) -> Result<ToolChoice, TranslateError> {
+    match mode {
+        "auto" => Ok(ToolChoice::Auto),
+        "required" => Ok(ToolChoice::Required),
+        "none" => Ok(ToolChoice::None),
+        other => Err(TranslateError::invalid(format!("tool_choice: unknown value {other:?}"))),
+    }
+}
+
 fn parse_tool_choice(value: &Value) -> Result<ToolChoice, TranslateError> {
     match value {
-        Value::String(s) => match s.as_str() {
-            "auto" => Ok(ToolChoice::Auto),
-            "required" => Ok(ToolChoice::Required),
-            "none" => Ok(ToolChoice::None),
-            other => Err(TranslateError::invalid(format!("tool_choice: unknown value {other:?}"))),
-        },
+        Value::String(s) => tool_choice_mode(s),
         Value::Object(obj) => {
             let function = object(obj.get("function").unwrap_or(&Value::Null), "tool_choice.function")?;
             Ok(ToolChoice::Tool(req_str(function, "name", "tool_choice.function")?))

@@ -164,13 +164,18 @@ pub(crate) fn translator(
 ) -> Box<dyn StreamTranslator> {
     let decoder: Box<dyn Decoder> = match provider {
         ProviderKind::OpenAi | ProviderKind::Azure { .. } => Box::new(SseDecoder::new(openai::ChunkMapper::default())),
-        ProviderKind::Anthropic { .. } => Box::new(SseDecoder::new(anthropic::EventMapper)),
+        ProviderKind::Anthropic { .. } | ProviderKind::Vertex { anthropic: true, .. } => {
+            Box::new(SseDecoder::new(anthropic::EventMapper))
+        }
         ProviderKind::Bedrock { .. } => Box::new(bedrock::EventStreamDecoder::new(client.name())),
-        ProviderKind::Gemini => Box::new(SseDecoder::new(gemini::ChunkMapper::new(client.name()))),
+        ProviderKind::Gemini | ProviderKind::Vertex { anthropic: false, .. } => {
+            Box::new(SseDecoder::new(gemini::ChunkMapper::new(client.name())))
+        }
     };
     let encoder: Box<dyn Encoder> = match client {
         ClientApi::OpenAiChat => Box::new(openai::ChunkEncoder::new(meta, include_usage)),
         ClientApi::AnthropicMessages => Box::new(anthropic::EventEncoder::new(meta)),
+        ClientApi::OpenAiResponses => Box::new(super::responses::EventEncoder::new(meta)),
     };
     Box::new(Translator { decoder, encoder })
 }

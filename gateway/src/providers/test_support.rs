@@ -25,7 +25,7 @@ pub fn anthropic() -> ProviderKind {
 }
 
 pub fn bedrock() -> ProviderKind {
-    ProviderKind::Bedrock { region: "us-east-1".into() }
+    ProviderKind::Bedrock { region: "us-east-1".into(), anthropic: false }
 }
 
 pub fn gemini() -> ProviderKind {
@@ -46,6 +46,9 @@ pub fn cross_pairs() -> Vec<(ClientApi, ProviderKind)> {
         (ClientApi::AnthropicMessages, azure()),
         (ClientApi::AnthropicMessages, bedrock()),
         (ClientApi::AnthropicMessages, gemini()),
+        (ClientApi::OpenAiResponses, anthropic()),
+        (ClientApi::OpenAiResponses, bedrock()),
+        (ClientApi::OpenAiResponses, gemini()),
     ]
 }
 
@@ -54,7 +57,8 @@ pub fn provider(kind: ProviderKind, model: Option<&str>) -> ProviderConfig {
     let host = match &kind {
         ProviderKind::OpenAi => "api.openai.com".to_string(),
         ProviderKind::Anthropic { .. } => "api.anthropic.com".to_string(),
-        ProviderKind::Bedrock { region } => format!("bedrock-runtime.{region}.amazonaws.com"),
+        ProviderKind::Bedrock { region, .. } => format!("bedrock-runtime.{region}.amazonaws.com"),
+        ProviderKind::Vertex { region, .. } => super::vertex::host(region),
         ProviderKind::Gemini => "generativelanguage.googleapis.com".to_string(),
         ProviderKind::Azure { .. } => "example.openai.azure.com".to_string(),
     };
@@ -86,7 +90,7 @@ pub fn prepare_for(client: ClientApi, body: &Value, provider: &ProviderConfig) -
         _ => Credentials::ApiKey("test-key"),
     };
     let body = Bytes::from(body.to_string());
-    prepare(client, &body, provider, &creds, None, fixed_now()).unwrap()
+    prepare(client, &body, provider, &creds, &Default::default(), fixed_now()).unwrap()
 }
 
 /// An upstream request as the snapshots show it: sensitive header values are marked.

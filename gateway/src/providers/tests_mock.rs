@@ -28,6 +28,9 @@ fn client_body(client: ClientApi, stream: bool) -> Bytes {
             "model": "m", "max_tokens": 64, "stream": stream, "system": "Be brief.",
             "messages": [{"role": "user", "content": "hi"}]
         }),
+        ClientApi::OpenAiResponses => {
+            json!({"model": "m", "stream": stream, "instructions": "Be brief.", "input": "hi"})
+        }
     };
     Bytes::from(body.to_string())
 }
@@ -48,7 +51,7 @@ fn prepared(client: ClientApi, p: &ProviderConfig, stream: bool) -> UpstreamRequ
         ProviderKind::Bedrock { .. } => Credentials::Aws(&aws),
         _ => Credentials::ApiKey("test-key"),
     };
-    prepare(client, &client_body(client, stream), p, &creds, None, SystemTime::now()).unwrap()
+    prepare(client, &client_body(client, stream), p, &creds, &Default::default(), SystemTime::now()).unwrap()
 }
 
 /// The answer text of a client-API reply.
@@ -56,6 +59,7 @@ fn reply_text(client: ClientApi, v: &Value) -> String {
     match client {
         ClientApi::OpenAiChat => v["choices"][0]["message"]["content"].as_str().unwrap().to_string(),
         ClientApi::AnthropicMessages => v["content"][0]["text"].as_str().unwrap().to_string(),
+        ClientApi::OpenAiResponses => v["output"][0]["content"][0]["text"].as_str().unwrap().to_string(),
     }
 }
 
@@ -79,6 +83,7 @@ async fn whole_answers_from_every_layout() {
         match client {
             ClientApi::OpenAiChat => assert_eq!(v["choices"][0]["finish_reason"], "stop"),
             ClientApi::AnthropicMessages => assert_eq!(v["stop_reason"], "end_turn"),
+            ClientApi::OpenAiResponses => assert_eq!(v["status"], "completed"),
         }
     }
 }
@@ -106,6 +111,8 @@ async fn streamed_answers_from_every_layout() {
             .filter_map(|e| match client {
                 ClientApi::OpenAiChat => e["data"]["choices"][0]["delta"]["content"].as_str(),
                 ClientApi::AnthropicMessages => e["data"]["delta"]["text"].as_str(),
+                ClientApi::OpenAiResponses if e["event"] == "response.output_text.delta" => e["data"]["delta"].as_str(),
+                ClientApi::OpenAiResponses => None,
             })
             .collect();
         assert_eq!(text, "Hello from streamy", "{kind:?}");
@@ -121,6 +128,11 @@ async fn streamed_answers_from_every_layout() {
                 let delta = &events[events.len() - 2]["data"];
                 assert_eq!(delta["delta"]["stop_reason"], "end_turn", "{kind:?}");
                 assert_eq!(delta["usage"]["output_tokens"], 5, "{kind:?}");
+            }
+            ClientApi::OpenAiResponses => {
+                assert_eq!(last["event"], "response.completed");
+                assert_eq!(last["data"]["response"]["usage"]["output_tokens"], 5, "{kind:?}");
+                assert_eq!(last["data"]["response"]["output"][0]["content"][0]["text"], "Hello from streamy");
             }
         }
     }
@@ -138,7 +150,7 @@ async fn injected_errors_reach_the_client_in_its_shape() {
         let out = translate_reply(client, &kind, status, &body, &meta()).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         let (kind_field, message) = match client {
-            ClientApi::OpenAiChat => (&v["error"]["type"], &v["error"]["message"]),
+            ClientApi::OpenAiChat | ClientApi::OpenAiResponses => (&v["error"]["type"], &v["error"]["message"]),
             ClientApi::AnthropicMessages => {
                 assert_eq!(v["type"], "error");
                 (&v["error"]["type"], &v["error"]["message"])
@@ -158,9 +170,10 @@ async fn injected_errors_reach_the_client_in_its_shape() {
         t.finish(&mut out).unwrap();
         let events = render_sse(&out);
         let last = events.as_array().unwrap().last().unwrap().clone();
-        assert!(
-            last["data"]["error"]["message"].as_str().unwrap().contains("injected stream error"),
-            "{kind:?}: {last}"
-        );
+        let message = match client {
+            ClientApi::OpenAiResponses => &last["data"]["message"],
+            _ => &last["data"]["error"]["message"],
+        };
+        assert!(message.as_str().unwrap().contains("injected stream error"), "{kind:?}: {last}");
     }
 }

@@ -2,7 +2,9 @@
 //! out), the same-API fast path, and the fields a target cannot express.
 
 use super::test_support::*;
-use super::{check_supported, host_header, models_list, prepare, ClientApi, Credentials, TranslateError};
+use super::{
+    check_supported, host_header, models_list, prepare, ClientApi, ClientContext, Credentials, TranslateError,
+};
 use crate::config::ProviderKind;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -261,7 +263,7 @@ fn same_api_only_splices_the_model() {
         (ClientApi::AnthropicMessages, anthropic()),
     ] {
         let p = provider(kind.clone(), Some("provider-model"));
-        let req = prepare(client, &body, &p, &Credentials::None, None, fixed_now()).unwrap();
+        let req = prepare(client, &body, &p, &Credentials::None, &Default::default(), fixed_now()).unwrap();
         assert_eq!(
             std::str::from_utf8(&req.body).unwrap(),
             raw.replace("\"client-model\"", "\"provider-model\""),
@@ -270,7 +272,7 @@ fn same_api_only_splices_the_model() {
         assert!(req.stream);
         // No configured model: the client's bytes go as they are, not even copied.
         let p = provider(kind, None);
-        let req = prepare(client, &body, &p, &Credentials::None, None, fixed_now()).unwrap();
+        let req = prepare(client, &body, &p, &Credentials::None, &Default::default(), fixed_now()).unwrap();
         assert_eq!(req.body.as_ptr(), body.as_ptr());
     }
 }
@@ -307,15 +309,28 @@ fn passthrough_auth_is_forwarded_unless_a_key_is_configured() {
     let body = Bytes::from_static(br#"{"model":"m","max_tokens":5,"messages":[]}"#);
     let client_auth = HeaderValue::from_static("Bearer client-token");
     let p = provider(anthropic(), None);
-    let req =
-        prepare(ClientApi::AnthropicMessages, &body, &p, &Credentials::None, Some(&client_auth), fixed_now()).unwrap();
+    let req = prepare(
+        ClientApi::AnthropicMessages,
+        &body,
+        &p,
+        &Credentials::None,
+        &ClientContext { passthrough_auth: Some(&client_auth), ..Default::default() },
+        fixed_now(),
+    )
+    .unwrap();
     let auth: Vec<_> = req.headers.iter().filter(|(n, _)| n == "authorization").collect();
     assert_eq!(auth.len(), 1);
     assert_eq!(auth[0].1, "Bearer client-token");
     assert!(auth[0].1.is_sensitive());
-    let req =
-        prepare(ClientApi::AnthropicMessages, &body, &p, &Credentials::ApiKey("k"), Some(&client_auth), fixed_now())
-            .unwrap();
+    let req = prepare(
+        ClientApi::AnthropicMessages,
+        &body,
+        &p,
+        &Credentials::ApiKey("k"),
+        &ClientContext { passthrough_auth: Some(&client_auth), ..Default::default() },
+        fixed_now(),
+    )
+    .unwrap();
     assert!(req.headers.iter().all(|(n, _)| n != "authorization"));
 }
 
@@ -355,8 +370,15 @@ fn bedrock_signature_is_deterministic_and_signs_host_with_port() {
 fn bedrock_with_an_api_key_uses_a_bearer_token() {
     let body = Bytes::from_static(br#"{"messages":[{"role":"user","content":"hi"}]}"#);
     let p = provider(bedrock(), Some("m"));
-    let req =
-        prepare(ClientApi::OpenAiChat, &body, &p, &Credentials::ApiKey("bedrock-key"), None, fixed_now()).unwrap();
+    let req = prepare(
+        ClientApi::OpenAiChat,
+        &body,
+        &p,
+        &Credentials::ApiKey("bedrock-key"),
+        &Default::default(),
+        fixed_now(),
+    )
+    .unwrap();
     let (_, v) = req.headers.iter().find(|(n, _)| n == "authorization").unwrap();
     assert_eq!(v, "Bearer bedrock-key");
 }
@@ -365,8 +387,15 @@ fn bedrock_with_an_api_key_uses_a_bearer_token() {
 fn models_are_required_where_the_path_needs_one() {
     let body = Bytes::from_static(br#"{"messages":[{"role":"user","content":"hi"}]}"#);
     for kind in [bedrock(), gemini()] {
-        let err = prepare(ClientApi::OpenAiChat, &body, &provider(kind, None), &Credentials::None, None, fixed_now())
-            .unwrap_err();
+        let err = prepare(
+            ClientApi::OpenAiChat,
+            &body,
+            &provider(kind, None),
+            &Credentials::None,
+            &Default::default(),
+            fixed_now(),
+        )
+        .unwrap_err();
         assert!(matches!(&err, TranslateError::Invalid(m) if m.contains("no model")), "{err}");
     }
 }
@@ -375,9 +404,15 @@ fn models_are_required_where_the_path_needs_one() {
 fn bad_bodies_are_invalid() {
     let p = provider(anthropic(), Some("m"));
     for body in [&b"not json"[..], b"[1]", br#"{"model":"m"}"#, br#"{"messages":"x"}"#] {
-        let err =
-            prepare(ClientApi::OpenAiChat, &Bytes::copy_from_slice(body), &p, &Credentials::None, None, fixed_now())
-                .unwrap_err();
+        let err = prepare(
+            ClientApi::OpenAiChat,
+            &Bytes::copy_from_slice(body),
+            &p,
+            &Credentials::None,
+            &Default::default(),
+            fixed_now(),
+        )
+        .unwrap_err();
         assert!(matches!(err, TranslateError::Invalid(_)), "{err}");
     }
 }
@@ -385,7 +420,7 @@ fn bad_bodies_are_invalid() {
 // ---- what a target cannot express -------------------------------------------------------
 
 fn unsupported_field(client: ClientApi, body: Value, kind: ProviderKind) -> (String, &'static str) {
-    match check_supported(client, &body, &kind) {
+    match check_supported(client, &body, &kind, Default::default()) {
         Err(TranslateError::Unsupported { field, target }) => (field, target),
         other => panic!("expected Unsupported for {kind:?} with {body}, got {other:?}"),
     }
@@ -506,12 +541,12 @@ fn default_values_of_unmapped_fields_are_accepted() {
         "response_format": {"type": "text"}, "tools": null, "messages": [{"role": "user", "content": "hi"}]
     });
     for kind in [anthropic(), bedrock(), gemini()] {
-        check_supported(ClientApi::OpenAiChat, &body, &kind).unwrap();
+        check_supported(ClientApi::OpenAiChat, &body, &kind, Default::default()).unwrap();
     }
     // Same API: anything goes (the provider judges).
     let exotic = json!({"model": "m", "messages": [], "logit_bias": {"1": 2}});
-    check_supported(ClientApi::OpenAiChat, &exotic, &openai()).unwrap();
-    check_supported(ClientApi::OpenAiChat, &exotic, &azure()).unwrap();
+    check_supported(ClientApi::OpenAiChat, &exotic, &openai(), Default::default()).unwrap();
+    check_supported(ClientApi::OpenAiChat, &exotic, &azure(), Default::default()).unwrap();
 }
 
 #[test]

@@ -430,3 +430,62 @@ fn garbage_input_never_panics() {
     huge.extend_from_slice(&[0; 12]);
     assert!(try_run(make(ClientApi::OpenAiChat, &bedrock(), true)(), &huge, 16).is_err());
 }
+
+/// Anthropic events with a thinking block, as Claude streams them.
+fn claude_thinking_events() -> Vec<(Option<&'static str>, Value)> {
+    let mut events = anthropic_events();
+    let thinking = [
+        (
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+        ),
+        (
+            Some("content_block_delta"),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Paris first."}}),
+        ),
+        (
+            Some("content_block_delta"),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCkYI"}}),
+        ),
+        (Some("content_block_stop"), json!({"type": "content_block_stop", "index": 0})),
+    ];
+    events.splice(1..1, thinking);
+    events
+}
+
+#[test]
+fn bedrock_invoke_stream_is_anthropic_sse_byte_for_byte() {
+    let events = claude_thinking_events();
+    let input: Vec<u8> =
+        events.iter().flat_map(|(_, v)| mock_llm::bedrock_chunk_frame(v.to_string().as_bytes()).to_vec()).collect();
+    let kind = ProviderKind::Bedrock { region: "us-east-1".into(), anthropic: true };
+    let make = || stream_translator(ClientApi::AnthropicMessages, &kind, "m", false).unwrap();
+    let out = in_all_splits(make, &input);
+    assert_eq!(std::str::from_utf8(&out).unwrap(), sse_input(&events), "exactly what Anthropic would have sent");
+    insta::assert_yaml_snapshot!("stream_bedrock_invoke_to_anthropic", render_sse(&out));
+
+    // An exception mid-stream becomes Anthropic's error event.
+    let mut broken = mock_llm::bedrock_chunk_frame(events[0].1.to_string().as_bytes()).to_vec();
+    broken.extend_from_slice(&mock_llm::bedrock_exception_frame("throttlingException", "Too many tokens"));
+    let out = run_stream(make(), &broken, 0);
+    insta::assert_yaml_snapshot!("stream_bedrock_invoke_exception_to_anthropic", render_sse(&out));
+
+    // A chunk whose bytes are not an event fails without panicking.
+    let bad = mock_llm::bedrock_chunk_frame(b"not json");
+    assert!(try_run(make(), &bad, 0).is_err());
+}
+
+#[test]
+fn anthropic_sse_to_responses_events() {
+    let input = sse_input(&anthropic_events());
+    let out = in_all_splits(make(ClientApi::OpenAiResponses, &anthropic(), false), input.as_bytes());
+    let events = render_sse(&out);
+    let names: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names.first(), Some(&"response.created"));
+    assert_eq!(names.last(), Some(&"response.completed"));
+    for (i, e) in events.as_array().unwrap().iter().enumerate() {
+        assert_eq!(e["data"]["type"], e["event"]);
+        assert_eq!(e["data"]["sequence_number"], i, "numbered in order");
+    }
+    insta::assert_yaml_snapshot!("stream_anthropic_to_responses", events);
+}

@@ -54,12 +54,16 @@ impl Failed {
     }
 }
 
-/// The credentials translation signs or authenticates with.
-fn credentials(p: &crate::config::ProviderConfig) -> Credentials<'_> {
-    match &p.auth {
-        crate::config::Auth::ApiKey(key) => Credentials::ApiKey(key.expose()),
-        crate::config::Auth::Aws(aws) => Credentials::Aws(aws),
-        crate::config::Auth::None | crate::config::Auth::Passthrough => Credentials::None,
+/// The credentials translation signs or authenticates with; `bearer` is what
+/// [`providers::google_auth::fetch_authorization`] fetched.
+fn credentials<'a>(p: &'a crate::config::ProviderConfig, bearer: Option<&'a http::HeaderValue>) -> Credentials<'a> {
+    match (&p.auth, bearer) {
+        (_, Some(v)) => Credentials::Bearer(v),
+        (crate::config::Auth::ApiKey(key), None) => Credentials::ApiKey(key.expose()),
+        (crate::config::Auth::Aws(aws), None) => Credentials::Aws(aws),
+        (crate::config::Auth::None | crate::config::Auth::Passthrough | crate::config::Auth::Google(_), None) => {
+            Credentials::None
+        }
     }
 }
 
@@ -116,8 +120,17 @@ pub(super) fn new_record(req: &Request<'_>, sel: Selection) -> AttemptRecord {
         error: None,
         duration: Duration::ZERO,
         ejected: false,
+        model: served_model(req, sel),
+        dropped: None,
         race: None,
     }
+}
+
+/// Chat Completions clients that did not ask for usage on a stream get it asked for on their
+/// behalf (to count tokens) and hidden again. Untranslated paths (the Responses API, ...) may
+/// have no such option: they go as they are.
+fn hide_usage(req: &Request<'_>) -> bool {
+    req.api == Some(ClientApi::OpenAiChat) && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage)
 }
 
 /// The model a provider serves this request with: its configured one, else the client's.
@@ -146,7 +159,7 @@ impl Gateway {
         // verdict is recorded with it.
         let trial =
             TrialSlot { health: &req.backend.balancer.providers[sel.provider].health, permit: Some(sel.permit) };
-        let (head, body) = match self.prepare(session, ctx, req, sel, started) {
+        let (head, body, dropped) = match self.prepare(session.req_header(), ctx, req, sel, started).await {
             Ok(p) => p,
             Err(end) => return Ok(*end),
         };
@@ -157,32 +170,27 @@ impl Gateway {
             f = self.fetch(req, sel, head, body, started) => f,
             _ = client_gone(session) => return Ok(self.client_gone(ctx, new_record(req, sel), started)),
         };
-        self.conclude(session, ctx, req, (sel, trial), is_last, started, fetched).await
+        self.conclude(session, ctx, req, (sel, trial, dropped), is_last, started, fetched).await
     }
 
     /// The upstream request for `sel`: head and body, translated when the provider speaks
     /// another API. A request the provider cannot take ends the attempt (no health verdict).
-    pub(super) fn prepare(
+    pub(super) async fn prepare(
         &self,
-        session: &Session,
+        client: &pingora_http::RequestHeader,
         ctx: &mut Ctx,
         req: &Request<'_>,
         sel: Selection,
         started: Instant,
-    ) -> Result<(RequestHead, Vec<Bytes>), Box<AttemptEnd>> {
+    ) -> Result<(RequestHead, Vec<Bytes>, Option<String>), Box<AttemptEnd>> {
         let backend = req.backend;
         let slot = &backend.balancer.providers[sel.provider];
         let upstream = &backend.upstreams[sel.provider];
         let provider = slot.config.name.as_str();
         let kind = &slot.config.kind;
-        // OpenAI clients that did not ask for usage on a stream get it asked for on their
-        // behalf (to count tokens) and hidden again.
-        let hide_usage = req.api != Some(ClientApi::AnthropicMessages)
-            && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
-        let prepared = if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi)
-        {
+        if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
             // The hot path: same API, only the model (and the usage request) spliced in.
-            let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
+            let ask_usage = hide_usage(req) && *kind == ProviderKind::OpenAi;
             // Upstream writes are not buffered, so each piece is a send: a small body goes
             // as one piece (copied), a large one as slices of the original (not copied).
             let model = slot.config.model.as_deref();
@@ -192,52 +200,26 @@ impl Gateway {
                 None => vec![req.body.clone()],
             };
             let len = body.iter().map(Bytes::len).sum();
-            let head = headers::upstream_request(
-                session.req_header(),
-                req.route,
-                &slot.config,
-                upstream,
-                &req.request_id,
-                len,
-            );
-            (head, body)
-        } else {
-            let client = session.req_header();
-            let passthrough = (slot.config.auth == crate::config::Auth::Passthrough)
-                .then(|| client.headers.get(http::header::AUTHORIZATION))
-                .flatten();
-            let api = req.api.unwrap_or(ClientApi::OpenAiChat);
-            match providers::prepare(
-                api,
-                &req.body,
-                &slot.config,
-                &credentials(&slot.config),
-                passthrough,
-                SystemTime::now(),
-            ) {
-                Ok(prepared) => {
-                    let head = headers::prepared_request(
-                        client,
-                        req.route,
-                        &slot.config,
-                        upstream,
-                        &req.request_id,
-                        &prepared,
-                    );
-                    (head, vec![prepared.body])
-                }
-                Err(e) => {
-                    // Not the provider's fault: no health verdict, just try the next one.
-                    let mut record = new_record(req, sel);
-                    record.error = Some("translate");
-                    self.finish_attempt(ctx, record, started, "translate");
-                    let detail = format!("{provider}: {e}");
-                    let failed = Failed::gone(provider, TransportKind::Reset, detail, false);
-                    return Err(Box::new(AttemptEnd::Failed(Box::new(failed))));
-                }
+            let head = headers::upstream_request(client, req.route, &slot.config, upstream, &req.request_id, len);
+            return Ok((head, body, None));
+        }
+        match self.prepare_translated(client, req, &slot.config).await {
+            Ok(prepared) => {
+                let dropped = (!prepared.dropped.is_empty()).then(|| prepared.dropped.join(", "));
+                let head =
+                    headers::prepared_request(client, req.route, &slot.config, upstream, &req.request_id, &prepared);
+                Ok((head, vec![prepared.body], dropped))
             }
-        };
-        Ok(prepared)
+            Err((label, e)) => {
+                // Not the provider's fault: no health verdict, just try the next one.
+                let mut record = new_record(req, sel);
+                record.error = Some(label);
+                self.finish_attempt(ctx, record, started, label);
+                let detail = format!("{provider}: {e}");
+                let failed = Failed::gone(provider, TransportKind::Reset, detail, false);
+                Err(Box::new(AttemptEnd::Failed(Box::new(failed))))
+            }
+        }
     }
 
     /// Sends the request and waits for its first byte: the answer head and, for a 2xx event
@@ -290,7 +272,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
         req: &Request<'_>,
-        (sel, mut trial): (Selection, TrialSlot<'_>),
+        (sel, mut trial, dropped): (Selection, TrialSlot<'_>, Option<String>),
         is_last: bool,
         started: Instant,
         fetched: Fetched,
@@ -299,9 +281,9 @@ impl Gateway {
         let slot = &backend.balancer.providers[sel.provider];
         let provider = slot.config.name.as_str();
         let mut record = new_record(req, sel);
+        record.dropped = dropped;
         let kind = &slot.config.kind;
-        let hide_usage = req.api != Some(ClientApi::AnthropicMessages)
-            && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
+        let hide_usage = hide_usage(req);
         let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
         let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
         let Answered { mut up, peer, mut translator, mut peek } = match fetched {
@@ -457,6 +439,9 @@ impl Gateway {
         }
 
         // Deliver: this answer is the one the client gets.
+        if let Some(v) = record.dropped.as_deref().and_then(|d| http::HeaderValue::from_str(d).ok()) {
+            out.insert(headers::X_DROPPED.clone(), v);
+        }
         self.finish_attempt(ctx, record, started, label);
         let served_model = slot.config.model.clone().or_else(|| ctx.model_requested.clone());
         stamp(&mut out, Some(provider), served_model.as_deref(), ctx.attempts.len(), &req.request_id);
@@ -511,6 +496,32 @@ impl Gateway {
             }
             StreamEnd::ClientGone => Ok(AttemptEnd::ClientGone),
         }
+    }
+
+    /// The request for a provider that needs its own (another API, or Claude in another
+    /// host's envelope), with the credentials it needs fetched first; `Err` holds the
+    /// attempt outcome (`translate`, `auth`) and why.
+    async fn prepare_translated(
+        &self,
+        client: &pingora_http::RequestHeader,
+        req: &Request<'_>,
+        provider: &crate::config::ProviderConfig,
+    ) -> Result<providers::UpstreamRequest, (&'static str, String)> {
+        let passthrough = (provider.auth == crate::config::Auth::Passthrough)
+            .then(|| client.headers.get(http::header::AUTHORIZATION))
+            .flatten();
+        let cx = providers::ClientContext {
+            passthrough_auth: passthrough,
+            anthropic_beta: client.headers.get(&providers::ANTHROPIC_BETA),
+            policy: req.backend.balancer.backend.translation,
+        };
+        let bearer = providers::google_auth::fetch_authorization(&provider.auth, &self.connector)
+            .await
+            .map_err(|e| ("auth", e))?;
+        let creds = credentials(provider, bearer.as_ref());
+        let api = req.api.unwrap_or(ClientApi::OpenAiChat);
+        providers::prepare(api, &req.body, provider, &creds, &cx, SystemTime::now())
+            .map_err(|e| ("translate", e.to_string()))
     }
 
     fn client_gone(&self, ctx: &mut Ctx, mut record: AttemptRecord, started: Instant) -> AttemptEnd {
@@ -945,15 +956,7 @@ async fn read_body_limited(up: &mut UpstreamSession, wait: Duration, limit: usiz
 /// The SSE error event that ends a stream whose provider failed mid-way, in the client's
 /// API shape.
 fn error_event(api: Option<ClientApi>, detail: &str) -> Bytes {
-    let message = format!("provider failed mid-stream: {}", detail.trim());
-    let text = if api == Some(ClientApi::AnthropicMessages) {
-        let data = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}});
-        format!("event: error\ndata: {data}\n\n")
-    } else {
-        let data = serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": 502}});
-        format!("data: {data}\n\n")
-    };
-    Bytes::from(text)
+    providers::mid_stream_error(api, detail)
 }
 
 /// A pooled connection that the provider had closed while idle: the request could not be

@@ -11,6 +11,7 @@ pub static X_PROVIDER: HeaderName = HeaderName::from_static("x-switchyard-provid
 pub static X_MODEL: HeaderName = HeaderName::from_static("x-switchyard-model");
 pub static X_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_DROPPED: HeaderName = HeaderName::from_static("x-switchyard-dropped");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -65,6 +66,9 @@ pub fn prepared_request(
     prepared: &crate::providers::UpstreamRequest,
 ) -> RequestHead {
     let mut headers = forwarded_headers(client, route, provider);
+    for name in &prepared.remove_headers {
+        headers.remove(name);
+    }
     for (name, value) in &prepared.headers {
         headers.insert(name.clone(), value.clone());
     }
@@ -84,10 +88,15 @@ pub fn upstream_request(
     request_id: &HeaderValue,
     body_len: usize,
 ) -> RequestHead {
-    let path = match (&provider.path, &route.rewrite) {
-        (Some(p), _) => p.as_str(),
-        (None, Some(rw)) => rw.as_str(),
-        (None, None) => client.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+    let rewritten = crate::routing::rewrite_path(route, client.uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    let mapped;
+    let path = match &provider.path {
+        Some(p) => p.as_str(),
+        None => {
+            // The provider's own path for it (Azure's deployment paths), else as it is.
+            mapped = crate::providers::paths::passthrough_path(&provider.kind, &rewritten);
+            mapped.as_deref().unwrap_or(&rewritten)
+        }
     };
     let mut headers = forwarded_headers(client, route, provider);
     headers.insert(header::HOST, upstream.host_header.clone());
@@ -165,4 +174,25 @@ pub fn request_id(client: &RequestHeader) -> HeaderValue {
 
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn client_headers_drop_hop_by_hop_and_connection_named_fields() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Upstream-Hop"));
+        headers.insert("x-upstream-hop", HeaderValue::from_static("secret"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        let out = client_headers(&ResponseHead { status: http::StatusCode::OK, headers });
+        assert!(out.get("x-upstream-hop").is_none());
+        assert!(out.get(header::CONNECTION).is_none() && out.get("keep-alive").is_none());
+        assert_eq!(out.get("x-kept").unwrap(), "1");
+        assert_eq!(out.get(header::CONTENT_LENGTH).unwrap(), "2");
+    }
 }

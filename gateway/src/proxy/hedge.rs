@@ -26,6 +26,8 @@ use tracing::debug;
 struct Racer<'r> {
     sel: Selection,
     trial: TrialSlot<'r>,
+    /// Fields the translation policy dropped for this provider.
+    dropped: Option<String>,
     started: Instant,
     /// Sent as a hedge (not the attempt that was already running).
     hedge: bool,
@@ -68,7 +70,7 @@ impl Gateway {
         let retry = &req.backend.balancer.backend.retry;
         let mut racers: Vec<Racer<'_>> = Vec::with_capacity(1 + hedge.max_extra as usize);
         let mut used = 1u32;
-        match self.racer(session, ctx, req, first, false) {
+        match self.racer(session.req_header(), ctx, req, first, false).await {
             Ok(r) => racers.push(r),
             Err(end) => return Ok((end, used)),
         }
@@ -91,7 +93,7 @@ impl Gateway {
                             used += 1;
                             extras += 1;
                             debug!(provider = %req.backend.balancer.providers[sel.provider].config.name, "hedging a slow first byte");
-                            if let Ok(r) = self.racer(session, ctx, req, sel, true) {
+                            if let Ok(r) = self.racer(session.req_header(), ctx, req, sel, true).await {
                                 racers.push(r);
                             }
                         }
@@ -119,7 +121,15 @@ impl Gateway {
                     let at = ctx.attempts.len();
                     let raced = extras > 0;
                     let end = self
-                        .conclude(session, ctx, req, (racer.sel, racer.trial), is_last, racer.started, fetched)
+                        .conclude(
+                            session,
+                            ctx,
+                            req,
+                            (racer.sel, racer.trial, racer.dropped),
+                            is_last,
+                            racer.started,
+                            fetched,
+                        )
                         .await?;
                     if raced {
                         if let Some(rec) = ctx.attempts.get_mut(at) {
@@ -148,9 +158,9 @@ impl Gateway {
     }
 
     /// Starts one racer on `sel`: `Err` when the request cannot be prepared for it.
-    fn racer<'r>(
+    async fn racer<'r>(
         &'r self,
-        session: &Session,
+        client: &pingora_http::RequestHeader,
         ctx: &mut Ctx,
         req: &'r Request<'r>,
         sel: Selection,
@@ -159,8 +169,8 @@ impl Gateway {
         let started = Instant::now();
         let trial =
             TrialSlot { health: &req.backend.balancer.providers[sel.provider].health, permit: Some(sel.permit) };
-        let (head, body) = self.prepare(session, ctx, req, sel, started).map_err(|end| *end)?;
-        Ok(Racer { sel, trial, started, hedge, fetch: Box::pin(self.fetch(req, sel, head, body, started)) })
+        let (head, body, dropped) = self.prepare(client, ctx, req, sel, started).await.map_err(|end| *end)?;
+        Ok(Racer { sel, trial, dropped, started, hedge, fetch: Box::pin(self.fetch(req, sel, head, body, started)) })
     }
 
     /// Drops the racers still running (their upstream connections close), gives back their
@@ -174,10 +184,11 @@ impl Gateway {
         race: Option<&'static str>,
     ) {
         for racer in racers.drain(..) {
-            let Racer { sel, trial, started, fetch, .. } = racer;
+            let Racer { sel, trial, dropped, started, fetch, .. } = racer;
             drop(fetch);
             drop(trial);
             let mut record = new_record(req, sel);
+            record.dropped = dropped;
             record.error = Some(outcome);
             record.race = race;
             self.finish_attempt(ctx, record, started, outcome);

@@ -12,7 +12,7 @@ mod hedge;
 pub mod verdict;
 
 pub use attempt::report_transition;
-pub use headers::{X_ATTEMPTS, X_MODEL, X_PROVIDER, X_REQUEST_ID};
+pub use headers::{X_ATTEMPTS, X_DROPPED, X_MODEL, X_PROVIDER, X_REQUEST_ID};
 
 use crate::balancer::{NoProvider, Pick, ProviderSet};
 use crate::body::ChatRequest;
@@ -74,6 +74,15 @@ pub struct Ctx {
     attempts: Vec<AttemptRecord>,
     error: Option<String>,
     usage: Option<Usage>,
+    /// Gateway errors in Anthropic's shape (the client speaks Anthropic's API).
+    anthropic_errors: bool,
+}
+
+impl Ctx {
+    /// The model of the last provider tried, or the request's when none was.
+    fn last_model(&self) -> Option<&str> {
+        self.attempts.last().and_then(|a| a.model.as_deref()).or(self.model_requested.as_deref())
+    }
 }
 
 /// One attempt, as logged.
@@ -85,6 +94,10 @@ pub struct AttemptRecord {
     pub error: Option<&'static str>,
     pub duration: Duration,
     pub ejected: bool,
+    /// The model that provider was asked for.
+    pub model: Option<String>,
+    /// Request fields the `drop` translation policy removed, comma separated.
+    pub dropped: Option<String>,
     /// In a hedged race: `won` or `lost`.
     pub race: Option<&'static str>,
 }
@@ -158,11 +171,14 @@ impl Gateway {
         let route = &rt.config.routes[ri];
         ctx.route = Some(route.name.clone());
         let backend = &rt.backends[route.backend];
-        let api_path = route.rewrite.as_deref().unwrap_or(path);
-        let api = ClientApi::from_path(api_path);
+        // The client's API is recognised from the rewritten path.
+        let api_path = crate::routing::rewrite_path(route, path);
+        let api = ClientApi::from_path(&api_path);
         if api_path == "/v1/models" && session.req_header().method == http::Method::GET {
             return self.list_models(session, ctx, backend).await;
         }
+        ctx.anthropic_errors = crate::providers::paths::is_anthropic(&api_path);
+        let untranslated = api.is_none().then(|| api_path.into_owned());
 
         let held = ctx.body_held.insert(self.bodies.reservation());
         let body = match session.read_body(&rt.config.limits, held).await {
@@ -206,6 +222,10 @@ impl Gateway {
             (Some(api), Some(_)) => match unsupported_providers(api, &body, backend) {
                 Ok(set) => set,
                 Err(message) => return self.reject(session, ctx, GatewayError::Unsupported(message), &[]).await,
+            },
+            (None, _) => match unserved_providers(untranslated.as_deref().unwrap_or("/"), backend) {
+                Ok(set) => set,
+                Err(e) => return self.reject(session, ctx, e, &[]).await,
             },
             _ => ProviderSet::default(),
         };
@@ -303,7 +323,7 @@ impl Gateway {
             return self.reject(session, ctx, e, &[]).await;
         };
         ctx.provider = Some(failed.provider.clone());
-        headers::stamp(&mut headers, Some(&failed.provider), None, ctx.attempts.len(), &req.request_id);
+        headers::stamp(&mut headers, Some(&failed.provider), ctx.last_model(), ctx.attempts.len(), &req.request_id);
         // An answer from a provider of another API is an error in the client's API shape.
         let body = match &failed.translate {
             Some((api, kind, model)) => {
@@ -360,12 +380,12 @@ impl Gateway {
         extra: &[(HeaderName, HeaderValue)],
     ) -> std::result::Result<(), Box<Error>> {
         debug!(error = %e, status = e.status(), "rejecting request");
-        let body = e.body();
+        let body = if ctx.anthropic_errors { e.anthropic_body() } else { e.body() };
         let mut headers = HeaderMap::with_capacity(6 + extra.len());
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         let id = ctx.request_id.clone().unwrap_or_else(|| headers::request_id(session.req_header()));
-        headers::stamp(&mut headers, None, None, ctx.attempts.len(), &id);
+        headers::stamp(&mut headers, None, ctx.last_model(), ctx.attempts.len(), &id);
         for (k, v) in extra {
             headers.insert(k.clone(), v.clone());
         }
@@ -440,6 +460,7 @@ impl Gateway {
                     error: a.error,
                     duration_ms: millis(a.duration),
                     ejected: a.ejected,
+                    dropped: a.dropped.as_deref(),
                     race: a.race,
                 })
                 .collect(),
@@ -533,6 +554,7 @@ fn unsupported_providers(
     body: &Bytes,
     backend: &BackendRuntime,
 ) -> std::result::Result<ProviderSet, String> {
+    let policy = backend.balancer.backend.translation;
     let providers = &backend.balancer.providers;
     if !providers.iter().any(|p| crate::providers::needs_translation(api, &p.config.kind)) {
         return Ok(ProviderSet::default());
@@ -541,7 +563,7 @@ fn unsupported_providers(
     let mut excluded = ProviderSet::default();
     let mut first_error = None;
     for p in providers {
-        if let Err(e) = crate::providers::check_supported(api, &value, &p.config.kind) {
+        if let Err(e) = crate::providers::check_supported(api, &value, &p.config.kind, policy) {
             excluded.insert(p.index);
             first_error.get_or_insert_with(|| format!("provider {}: {e}", p.config.name));
         }
@@ -550,6 +572,22 @@ fn unsupported_providers(
         Some(e) if providers.iter().all(|p| excluded.contains(p.index)) => Err(e),
         _ => Ok(excluded),
     }
+}
+
+/// The providers of `backend` whose API does not serve an untranslated `path`; when none
+/// does, the 404 to answer.
+fn unserved_providers(path: &str, backend: &BackendRuntime) -> std::result::Result<ProviderSet, GatewayError> {
+    let mut excluded = ProviderSet::default();
+    for p in &backend.balancer.providers {
+        if crate::providers::paths::passthrough_path(&p.config.kind, path).is_none() {
+            excluded.insert(p.index);
+        }
+    }
+    if backend.balancer.providers.iter().all(|p| excluded.contains(p.index)) {
+        let path = path.split_once('?').map_or(path, |(p, _)| p).to_string();
+        return Err(GatewayError::NotServed { path });
+    }
+    Ok(excluded)
 }
 
 /// Wait before retrying an already-tried provider: exponential from `base`, capped, jittered.

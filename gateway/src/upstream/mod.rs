@@ -38,15 +38,20 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(p: &ProviderConfig) -> Endpoint {
+        Endpoint::from_parts(&p.host, p.port, p.tls)
+    }
+
+    /// An endpoint that is not a provider (e.g. a token endpoint).
+    pub fn from_parts(host: &str, port: u16, tls: bool) -> Endpoint {
         let ep = Endpoint {
-            host: p.host.clone(),
-            port: p.port,
-            tls: p.tls,
+            host: host.to_string(),
+            port,
+            tls,
             peer: ArcSwapOption::empty(),
             resolved_at: AtomicU64::new(0),
         };
-        if let Ok(ip) = p.host.parse::<IpAddr>() {
-            ep.peer.store(Some(Arc::new(ep.make_peer(SocketAddr::new(ip, p.port)))));
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            ep.peer.store(Some(Arc::new(ep.make_peer(SocketAddr::new(ip, port)))));
         }
         ep
     }
