@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the pure hot paths: provider selection with health, the body model
-//! rewrite, condition evaluation, Retry-After parsing.
+//! rewrite, condition evaluation, Retry-After parsing, client admission among 1,000 clients.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
@@ -91,5 +91,36 @@ fn retry_after(c: &mut Criterion) {
     c.bench_function("retry_after/all_headers", |bench| bench.iter(|| hints::from_headers(black_box(&headers), now)));
 }
 
-criterion_group!(benches, selection, body_rewrite, conditions, retry_after);
+/// Who is this, may they use the route, are they over a limit: 1,000 configured clients.
+fn client_admission(c: &mut Criterion) {
+    use switchyard::clients::{digest, ClientConfig, ClientLimits, ClientRegistry, ClientTable};
+    let yaml = "listen: [\"127.0.0.1:1\"]\nroutes: [{name: r, match: {pathPrefix: /}, backend: b}]\nbackends: {b: {groups: [{providers: [{name: a, openai: {}, host: h, port: 1}]}]}}\n";
+    let config = load_str(yaml).unwrap();
+    let limits = ClientLimits { requests_per_minute: std::num::NonZeroU64::new(u64::MAX), tokens_per_minute: None };
+    let clients: Vec<ClientConfig> = (0..1000)
+        .map(|i| ClientConfig {
+            name: format!("team-{i}"),
+            key_sha256: digest(format!("sk-sy-team-{i}-0123456789abcdef").as_bytes()),
+            routes: None,
+            limits: if i == 1 { limits } else { ClientLimits::default() },
+        })
+        .collect();
+    let table = ClientTable::build(&clients, &config.routes, &ClientRegistry::default());
+    let route = &config.routes[0];
+    let headers = |key: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_str(&format!("Bearer {key}")).unwrap());
+        h
+    };
+    for (name, key) in [
+        ("clients/admit_known", "sk-sy-team-0-0123456789abcdef"),
+        ("clients/admit_with_limits", "sk-sy-team-1-0123456789abcdef"),
+        ("clients/refuse_unknown", "sk-sy-nobody-0123456789abcdef"),
+    ] {
+        let h = headers(key);
+        c.bench_function(name, |bench| bench.iter(|| table.admit(black_box(&h), route, 0, 10_000)));
+    }
+}
+
+criterion_group!(benches, selection, body_rewrite, conditions, retry_after, client_admission);
 criterion_main!(benches);

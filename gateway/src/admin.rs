@@ -1,6 +1,8 @@
 //! The admin listener (loopback by default): `/healthz` (process up), `/readyz` (config
 //! loaded and every backend has a provider in service), `/status` (live health of every
-//! provider, JSON), `/metrics` (Prometheus text). Credentials never appear here.
+//! provider and client, JSON), `/metrics` (Prometheus text). With `admin.token` every
+//! endpoint but `/healthz` and `/readyz` needs `Authorization: Bearer TOKEN`. Credentials
+//! never appear here.
 
 use crate::health::{Clock, Phase, SystemClock};
 use crate::proxy::Gateway;
@@ -105,7 +107,25 @@ impl AdminApp {
                 json!({"name": b.balancer.backend.name, "groups": groups})
             })
             .collect();
-        json!({"backends": backends})
+        let clients = rt.clients.as_ref().map(|t| {
+            t.clients()
+                .iter()
+                .map(|c| {
+                    let usage = c.counter.usage(now);
+                    json!({
+                        "name": c.name,
+                        "routes": c.allowed_routes,
+                        "limits": {
+                            "requestsPerMinute": c.limits.requests_per_minute,
+                            "tokensPerMinute": c.limits.tokens_per_minute,
+                        },
+                        "requestsLastMinute": usage.requests,
+                        "tokensLastMinute": usage.tokens,
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        json!({"backends": backends, "clients": clients})
     }
 
     /// Sets the provider state gauges from live health, then renders every metric.
@@ -152,6 +172,17 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         let post = session.req_header().method == http::Method::POST;
+        if !matches!(path.as_str(), "/healthz" | "/readyz") {
+            let rt = self.gateway.runtime();
+            if let Some(token) = &rt.config.admin_token {
+                if !crate::clients::bearer_matches(&session.req_header().headers, token.expose()) {
+                    let mut r =
+                        json(401, json!({"error": "this admin endpoint needs Authorization: Bearer <admin.token>"}));
+                    r.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+                    return r;
+                }
+            }
+        }
         match path.as_str() {
             "/reload" if post => {
                 let reloader = self.reloader.clone();

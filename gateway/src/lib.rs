@@ -6,11 +6,13 @@
 //! [`edge`] (client connections on Pingora's HTTP/1.1 and HTTP/2 sessions, TLS, limits),
 //! [`http1`] (HTTP/1.1 to providers), [`runtime`] (the swappable per-config
 //! state), [`proxy`] (the request path),
+//! [`clients`] (client keys, route allow-lists, request and token limits),
 //! [`admin`] (the admin listener), [`server`] (assembling the Pingora server).
 
 pub mod admin;
 pub mod balancer;
 pub mod body;
+pub mod clients;
 pub mod config;
 pub mod edge;
 pub mod error;

@@ -3,6 +3,7 @@
 //! name and endpoint, so it survives reloads that keep both.
 
 use crate::balancer::Balancer;
+use crate::clients::{ClientRegistry, ClientTable};
 use crate::config::{Auth, Config, ProviderConfig};
 use crate::health::ProviderHealth;
 use crate::routing::RouteTable;
@@ -54,10 +55,14 @@ pub struct Runtime {
     pub config: Config,
     pub routes: RouteTable,
     pub backends: Vec<BackendRuntime>,
+    /// `None`: no client authentication.
+    pub clients: Option<ClientTable>,
 }
 
 impl Runtime {
-    pub fn build(config: Config, registry: &HealthRegistry) -> Runtime {
+    /// Health state and client windows come from the registries, which keep them across
+    /// reloads for providers and clients still configured.
+    pub fn build(config: Config, registry: &HealthRegistry, clients: &ClientRegistry) -> Runtime {
         let backends = config
             .backends
             .iter()
@@ -68,7 +73,10 @@ impl Runtime {
             })
             .collect();
         registry.retain(&config);
-        Runtime { routes: RouteTable::new(&config.routes), backends, config }
+        // Without `clients` the table is empty and the registry forgets every window.
+        let table = ClientTable::build(config.clients.as_deref().unwrap_or_default(), &config.routes, clients);
+        let clients = config.clients.is_some().then_some(table);
+        Runtime { routes: RouteTable::new(&config.routes), backends, config, clients }
     }
 }
 

@@ -22,7 +22,13 @@ pub struct Gateway {
     pub admin_port: u16,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    /// `admin.token`, when the gateway was started with `SWITCHYARD_ADMIN_TOKEN` set: the
+    /// admin helpers send it.
+    pub admin_token: Option<String>,
 }
+
+/// The environment variable whose value, given to a `start*` call, becomes `admin.token`.
+pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
 
 /// The YAML of an OpenAI-kind provider pointing at `mock`; `model` "" passes the client's.
 pub fn provider(name: &str, mock: &MockLlm, model: &str) -> String {
@@ -62,7 +68,9 @@ impl Gateway {
         // `{DIR}` in the body stands for the gateway's own temporary directory.
         let body = body.replace("{DIR}", &dir.path().display().to_string());
         let listen = listen.replace("{PORT}", &port.to_string()).replace("{DIR}", &dir.path().display().to_string());
-        let config = format!("listen: {listen}\nadmin: {{listen: \"127.0.0.1:{admin_port}\"}}\nthreads: 2\nshutdown: {{drainTimeout: 5s}}\n{body}");
+        let admin_token = env.iter().find(|(k, _)| *k == ADMIN_TOKEN_ENV).map(|(_, v)| v.to_string());
+        let token = if admin_token.is_some() { format!(", token: {{env: {ADMIN_TOKEN_ENV}}}") } else { String::new() };
+        let config = format!("listen: {listen}\nadmin: {{listen: \"127.0.0.1:{admin_port}\"{token}}}\nthreads: 2\nshutdown: {{drainTimeout: 5s}}\n{body}");
         let config_path = dir.path().join("switchyard.yaml");
         std::fs::write(&config_path, &config).expect("write config");
         let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
@@ -77,7 +85,7 @@ impl Gateway {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn switchyard");
-        let gw = Gateway { child, port, admin_port, dir, config_path };
+        let gw = Gateway { child, port, admin_port, dir, config_path, admin_token };
         gw.wait_ready().await;
         gw
     }
@@ -108,9 +116,18 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// A request to the admin listener, with the admin token when one is configured.
+    pub fn admin_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = client().request(method, self.admin_url(path));
+        match &self.admin_token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
     /// `/status` as JSON.
     pub async fn status(&self) -> serde_json::Value {
-        client().get(self.admin_url("/status")).send().await.unwrap().json().await.unwrap()
+        self.admin_request(reqwest::Method::GET, "/status").send().await.unwrap().json().await.unwrap()
     }
 
     /// One provider's entry in `/status`.
@@ -129,7 +146,7 @@ impl Gateway {
     }
 
     pub async fn metrics(&self) -> String {
-        client().get(self.admin_url("/metrics")).send().await.unwrap().text().await.unwrap()
+        self.admin_request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap()
     }
 
     /// Waits up to `timeout` for the process to exit; its exit code.

@@ -6,6 +6,7 @@ mod harness;
 
 mod bad_input;
 mod claude;
+mod clients;
 mod config;
 mod edge;
 mod failover;

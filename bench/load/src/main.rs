@@ -396,12 +396,20 @@ fn slow_streams(addr: &str, n: usize, path: &str, body_file: &PathBuf, pid: &str
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let addr = addr.to_string();
     rt.block_on(async move {
+        // Streams that showed their first event, and streams that ended without one.
         let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
         let mut tasks = Vec::with_capacity(n);
         for i in 0..n {
-            let (addr, req, opened) = (addr.clone(), req.clone(), opened.clone());
-            tasks.push(tokio::spawn(async move { one_stream(&addr, &req, &opened).await }));
+            let (addr, req, opened, failed) = (addr.clone(), req.clone(), opened.clone(), failed.clone());
+            tasks.push(tokio::spawn(async move {
+                let stats = one_stream(&addr, &req, &opened).await;
+                if !stats.opened {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                stats
+            }));
             // Connect in batches, so that the listen backlogs are not the test.
             if i % 256 == 255 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -409,7 +417,10 @@ fn slow_streams(addr: &str, n: usize, path: &str, body_file: &PathBuf, pid: &str
         }
         // Every stream has its first event: sample CPU and memory over the window.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while opened.load(std::sync::atomic::Ordering::Relaxed) < n && Instant::now() < deadline {
+        let settled = || {
+            opened.load(std::sync::atomic::Ordering::Relaxed) + failed.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        while settled() < n && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let open_ms = started.elapsed().as_millis();

@@ -7,6 +7,7 @@
 
 pub mod raw;
 
+use crate::clients::{ClientConfig, ClientLimits};
 use crate::health::condition::Condition;
 use http::{HeaderName, HeaderValue};
 use raw::*;
@@ -95,11 +96,15 @@ pub struct Config {
     pub threads: usize,
     pub work_stealing: bool,
     pub admin_listen: Option<SocketAddr>,
+    /// `admin.token`: every admin endpoint but `/healthz` and `/readyz` needs it.
+    pub admin_token: Option<Secret>,
     pub limits: Limits,
     pub drain_timeout: Duration,
     pub access_log: crate::telemetry::access_log::Destination,
     pub routes: Vec<Route>,
     pub backends: Vec<Arc<Backend>>,
+    /// `clients`: `None` means no client authentication.
+    pub clients: Option<Vec<ClientConfig>>,
 }
 
 #[derive(Debug, Clone)]
@@ -463,6 +468,13 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
             listen.push(l);
         }
     }
+    let admin_token = raw.admin.as_ref().and_then(|a| a.token.as_ref()).and_then(|t| match read_secret(t) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            cx.push("admin.token", e);
+            None
+        }
+    });
     let admin_listen = raw.admin.and_then(|a| match a.listen.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -596,17 +608,111 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         });
     }
 
+    let clients = raw.clients.map(|list| build_clients(list, &route_names, cx));
+    if clients.is_some() {
+        refuse_passthrough(&backends, cx);
+    }
+
     Some(Config {
         listen,
         threads,
         work_stealing: raw.work_stealing.unwrap_or(true),
         admin_listen,
+        admin_token,
         limits,
         drain_timeout,
         access_log,
         routes,
         backends,
+        clients,
     })
+}
+
+fn build_clients(list: Vec<Value>, route_names: &BTreeSet<String>, cx: &mut Errors) -> Vec<ClientConfig> {
+    let mut clients = Vec::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut keys: HashMap<crate::clients::Digest32, String> = HashMap::new();
+    for (i, value) in list.into_iter().enumerate() {
+        let path = format!("clients[{i}]");
+        let Some(c) = cx.de::<RawClient>(value, &path) else {
+            continue;
+        };
+        if c.name.is_empty() {
+            cx.push(&format!("{path}.name"), "must not be empty");
+        } else if let Some(first) = names.insert(c.name.clone(), path.clone()) {
+            cx.push(&format!("{path}.name"), format!("duplicate client name {:?} (first used at {first})", c.name));
+        }
+        let key = client_key(&c.key, &format!("{path}.key"), cx);
+        if let Some(routes) = &c.routes {
+            for (ri, r) in routes.iter().enumerate() {
+                if !route_names.contains(r) {
+                    cx.push(&format!("{path}.routes[{ri}]"), format!("unknown route {r:?}; defined: {route_names:?}"));
+                }
+            }
+        }
+        let lpath = format!("{path}.limits");
+        let mut limit = |value: Option<u64>, field: &str| match value {
+            Some(0) => {
+                cx.push(&format!("{lpath}.{field}"), "must be at least 1 (leave it out for no limit)");
+                None
+            }
+            v => v.and_then(std::num::NonZeroU64::new),
+        };
+        let limits = ClientLimits {
+            requests_per_minute: limit(c.limits.requests_per_minute, "requestsPerMinute"),
+            tokens_per_minute: limit(c.limits.tokens_per_minute, "tokensPerMinute"),
+        };
+        let Some(key) = key else {
+            continue;
+        };
+        if let Some(first) = keys.insert(key, path.clone()) {
+            cx.push(&format!("{path}.key"), format!("the same key as {first}; each client needs its own key"));
+        }
+        clients.push(ClientConfig { name: c.name, key_sha256: key, routes: c.routes, limits });
+    }
+    clients
+}
+
+/// The SHA-256 of a client key: hashed from the environment or a private file, or given.
+fn client_key(raw: &RawClientKey, path: &str, cx: &mut Errors) -> Option<crate::clients::Digest32> {
+    let result = match (&raw.env, &raw.file, &raw.sha256) {
+        (Some(_), None, None) | (None, Some(_), None) => {
+            read_secret(&RawSecret { env: raw.env.clone(), file: raw.file.clone() })
+                .map(|s| crate::clients::digest(s.expose().as_bytes()))
+        }
+        (None, None, Some(hex)) => parse_sha256(hex),
+        _ => Err("give exactly one of env, file, sha256".to_string()),
+    };
+    result.map_err(|e| cx.push(path, e)).ok()
+}
+
+/// 64 lower-case hex digits.
+fn parse_sha256(text: &str) -> Result<crate::clients::Digest32, String> {
+    let wrong =
+        || format!("sha256 must be 64 lower-case hex digits (the SHA-256 of the key), got {} characters", text.len());
+    if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(wrong());
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).map_err(|_| wrong())?;
+    Ok(out)
+}
+
+/// With clients, a provider that forwards the client's credentials would forward
+/// Switchyard client keys: refused, naming each such provider.
+fn refuse_passthrough(backends: &[Arc<Backend>], cx: &mut Errors) {
+    for b in backends {
+        for (gi, group) in b.groups.iter().enumerate() {
+            for (pi, p) in group.iter().enumerate() {
+                if p.auth == Auth::Passthrough {
+                    cx.push(
+                        &format!("backends.{}.groups[{gi}].providers[{pi}].auth", b.name),
+                        "passthrough cannot be used with clients: it would forward Switchyard client keys to the provider; use apiKey or none",
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn build_listener(value: Value, path: &str, cx: &mut Errors) -> Option<Listener> {

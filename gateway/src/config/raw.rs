@@ -30,12 +30,48 @@ pub struct RawConfig {
     pub routes: Vec<Value>,
     #[serde(default)]
     pub backends: Mapping,
+    /// Each item is a [`RawClient`], read one by one. Absent: no client authentication.
+    #[serde(default)]
+    pub clients: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawAdmin {
     pub listen: String,
+    /// Bearer token every admin endpoint but `/healthz` and `/readyz` then requires.
+    #[serde(default)]
+    pub token: Option<RawSecret>,
+}
+
+/// `clients[]`: a client of the gateway, known by its key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawClient {
+    pub name: String,
+    pub key: RawClientKey,
+    /// Route names the client may use; default every route.
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: RawClientLimits,
+}
+
+/// Exactly one of the fields must be given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawClientKey {
+    pub env: Option<String>,
+    pub file: Option<String>,
+    /// Lower-case hex SHA-256 of the key's UTF-8 bytes.
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawClientLimits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// A listener written as a map: `{address: "0.0.0.0:8443", tls: {certFile, keyFile}}`.
@@ -247,7 +283,7 @@ pub struct RawAuth {
 pub struct EmptyMap {}
 
 /// Exactly one of the fields must be given.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawSecret {
     pub env: Option<String>,

@@ -5,7 +5,7 @@ use crate::config::Limits;
 use crate::edge::budget::Reservation;
 use crate::error::GatewayError;
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use pingora_core::protocols::http::{ReusableHttpStream, ServerSession};
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::Result;
@@ -27,6 +27,8 @@ pub struct ClientSession {
     pending: Option<Box<ResponseHeader>>,
     /// The client waits for `100 Continue` before sending its body, and has not had it.
     awaits_continue: bool,
+    /// Headers every answer to this request carries (a client's rate-limit headers).
+    answer_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ClientSession {
@@ -35,7 +37,7 @@ impl ClientSession {
         // Whether an early answer closes the connection is decided here (`close_after`),
         // not on every answer written before the body is read (`100 Continue` included).
         inner.set_close_on_response_before_downstream_finish(false);
-        ClientSession { inner, pending: None, awaits_continue: false }
+        ClientSession { inner, pending: None, awaits_continue: false, answer_headers: Vec::new() }
     }
 
     /// Reads the request head (HTTP/1; an HTTP/2 session arrives with it). `Ok(false)`: the
@@ -156,6 +158,12 @@ impl ClientSession {
         !self.inner.is_body_done()
     }
 
+    /// Headers that whichever answer this request gets will carry (they replace the same
+    /// names given by a provider).
+    pub fn set_answer_headers(&mut self, headers: Vec<(HeaderName, HeaderValue)>) {
+        self.answer_headers = headers;
+    }
+
     /// Starts the answer; the head goes out with the first body piece (or now, if `end`).
     /// Framing follows the headers: `Content-Length` when given, else chunked (HTTP/1.1), or
     /// until the close (HTTP/1.0).
@@ -176,6 +184,11 @@ impl ClientSession {
             self.close_after();
         }
         headers.remove(header::CONNECTION);
+        if !status.is_informational() {
+            for (name, value) in &self.answer_headers {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
         let (mut parts, ()) = http::Response::new(()).into_parts();
         parts.status = status;
         parts.headers = headers;

@@ -16,6 +16,7 @@ pub use headers::{X_ATTEMPTS, X_DROPPED, X_MODEL, X_PROVIDER, X_REQUEST_ID};
 
 use crate::balancer::{NoProvider, Pick, ProviderSet};
 use crate::body::ChatRequest;
+use crate::clients::{self, Client, ClientRegistry};
 use crate::config::{Config, Route, TransportKind};
 use crate::edge::budget::{BodyBudget, Reservation};
 use crate::edge::checks::{self, Refusal};
@@ -46,6 +47,8 @@ use tracing::debug;
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     registry: HealthRegistry,
+    /// Client limit windows, kept across reloads by client name.
+    clients: ClientRegistry,
     connector: Connector,
     clock: SystemClock,
     access_log: ArcSwap<AccessLog>,
@@ -76,6 +79,10 @@ pub struct Ctx {
     usage: Option<Usage>,
     /// Gateway errors in Anthropic's shape (the client speaks Anthropic's API).
     anthropic_errors: bool,
+    /// The configuration has `clients`: the request is counted per client.
+    clients_on: bool,
+    /// The client its key names, when known.
+    client: Option<Arc<Client>>,
 }
 
 impl Ctx {
@@ -120,11 +127,13 @@ impl Gateway {
     pub fn new(config: Config) -> std::io::Result<Gateway> {
         let access_log = AccessLog::open(&config.access_log)?;
         let registry = HealthRegistry::default();
+        let clients = ClientRegistry::default();
         let bodies = BodyBudget::new(config.limits.max_buffered_body_bytes);
-        let runtime = Runtime::build(config, &registry);
+        let runtime = Runtime::build(config, &registry, &clients);
         Ok(Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             registry,
+            clients,
             connector: Connector::default(),
             clock: SystemClock,
             access_log: ArcSwap::from_pointee(access_log),
@@ -139,7 +148,7 @@ impl Gateway {
             self.access_log.store(Arc::new(AccessLog::open(&config.access_log)?));
         }
         self.bodies.set_limit(config.limits.max_buffered_body_bytes);
-        let runtime = Runtime::build(config, &self.registry);
+        let runtime = Runtime::build(config, &self.registry, &self.clients);
         let now = self.clock.now();
         for b in &runtime.backends {
             b.balancer.providers.iter().for_each(|p| p.health.on_reload(now));
@@ -163,6 +172,7 @@ impl Gateway {
         let request_id = headers::request_id(session.req_header());
         ctx.request_id = Some(request_id.clone());
         let rt = self.runtime.load_full();
+        ctx.clients_on = rt.clients.is_some();
         let path = session.req_header().uri.path();
         let Some(ri) = rt.routes.find(path) else {
             let path = path.to_string();
@@ -174,11 +184,23 @@ impl Gateway {
         // The client's API is recognised from the rewritten path.
         let api_path = crate::routing::rewrite_path(route, path);
         let api = ClientApi::from_path(&api_path);
-        if api_path == "/v1/models" && session.req_header().method == http::Method::GET {
+        ctx.anthropic_errors = crate::providers::paths::is_anthropic(&api_path);
+        let list_models = api_path == "/v1/models" && session.req_header().method == http::Method::GET;
+        let untranslated = api.is_none().then(|| api_path.into_owned());
+        // Who is this, may they use this route, are they over a limit: before the body.
+        if let Some(table) = &rt.clients {
+            let admission = table.admit(&session.req_header().headers, route, ri, self.clock.now());
+            ctx.client = admission.client;
+            if let Some(rate) = admission.rate {
+                session.set_answer_headers(rate);
+            }
+            if let Some(refusal) = admission.refusal {
+                return self.refuse_client(session, ctx, refusal).await;
+            }
+        }
+        if list_models {
             return self.list_models(session, ctx, backend).await;
         }
-        ctx.anthropic_errors = crate::providers::paths::is_anthropic(&api_path);
-        let untranslated = api.is_none().then(|| api_path.into_owned());
 
         let held = ctx.body_held.insert(self.bodies.reservation());
         let body = match session.read_body(&rt.config.limits, held).await {
@@ -371,6 +393,23 @@ impl Gateway {
         Ok(())
     }
 
+    /// Answers a client refused by [`crate::clients`] in its API's error shape (Anthropic's
+    /// on Anthropic paths, else OpenAI's); nothing reaches a provider.
+    async fn refuse_client(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        refusal: clients::Refusal,
+    ) -> std::result::Result<(), Box<Error>> {
+        if let (clients::Refusal::Limited { limit, .. }, Some(client)) = (&refusal, &ctx.client) {
+            let labels = [client.name.as_str(), limit.as_str()];
+            metrics::with(|m| m.client_limited.with_label_values(&labels).inc());
+        }
+        let extra: Vec<_> = refusal.headers().into_iter().collect();
+        self.answer_error(session, ctx, refusal.status(), refusal.body(ctx.anthropic_errors), refusal.message(), &extra)
+            .await
+    }
+
     /// Answers with a gateway error in the OpenAI shape.
     async fn reject(
         &self,
@@ -379,8 +418,21 @@ impl Gateway {
         e: GatewayError,
         extra: &[(HeaderName, HeaderValue)],
     ) -> std::result::Result<(), Box<Error>> {
-        debug!(error = %e, status = e.status(), "rejecting request");
         let body = if ctx.anthropic_errors { e.anthropic_body() } else { e.body() };
+        self.answer_error(session, ctx, e.status(), body, e.to_string(), extra).await
+    }
+
+    /// Answers `status` with the JSON error `body` before any provider answered.
+    async fn answer_error(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        code: u16,
+        body: Vec<u8>,
+        message: String,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> std::result::Result<(), Box<Error>> {
+        debug!(error = %message, status = code, "rejecting request");
         let mut headers = HeaderMap::with_capacity(6 + extra.len());
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -389,13 +441,13 @@ impl Gateway {
         for (k, v) in extra {
             headers.insert(k.clone(), v.clone());
         }
-        let status = http::StatusCode::from_u16(e.status()).unwrap_or(http::StatusCode::BAD_GATEWAY);
-        ctx.status = Some(e.status());
+        let status = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        ctx.status = Some(code);
         if session.body_pending() {
             // Answered before the body was read: the connection closes after it.
             session.close_after();
         }
-        ctx.error = Some(e.to_string());
+        ctx.error = Some(message);
         session.write_response_header(status, headers, false).await?;
         ctx.ttfb = ctx.started.map(|s| s.elapsed());
         ctx.bytes_out = body.len();
@@ -414,6 +466,7 @@ impl Gateway {
         let status = ctx.status.unwrap_or(if error.is_some() { 502 } else { 0 });
         let provider = ctx.provider.as_deref();
         self.write_access_log(session, ctx, error, status, duration);
+        count_client(ctx, status, self.clock.now());
         // Metrics last: once a request is counted, its log line is written.
         metrics::with(|m| {
             let route = ctx.route.as_deref().unwrap_or("none");
@@ -441,6 +494,7 @@ impl Gateway {
             method: req.method.as_str(),
             path: req.uri.path(),
             client: session.client_addr().map(|a| a.to_string()),
+            client_name: ctx.client.as_ref().map(|c| c.name.as_str()),
             status,
             duration_ms: millis(duration),
             ttfb_ms: ctx.ttfb.map(millis),
@@ -524,6 +578,25 @@ impl Handler for Proxy {
 
     fn limits(&self) -> crate::config::Limits {
         self.0.runtime.load().config.limits
+    }
+}
+
+/// A request of a configuration with clients: its metrics, and the tokens of its answer in
+/// the client's window (counted once the answer is complete).
+fn count_client(ctx: &Ctx, status: u16, now: crate::health::Millis) {
+    if !ctx.clients_on {
+        return;
+    }
+    let client = ctx.client.as_ref();
+    let name = client.map_or("none", |c| c.name.as_str());
+    let route = ctx.route.as_deref().unwrap_or("none");
+    metrics::with(|m| m.client_requests.with_label_values(&[name, route, metrics::status_class(status)]).inc());
+    if let (Some(c), Some(u)) = (client, ctx.usage) {
+        c.counter.add_tokens(now, u.input.saturating_add(u.output));
+        metrics::with(|m| {
+            m.client_tokens.with_label_values(&[name, "input"]).inc_by(u.input);
+            m.client_tokens.with_label_values(&[name, "output"]).inc_by(u.output);
+        });
     }
 }
 

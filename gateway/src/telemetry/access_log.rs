@@ -58,7 +58,10 @@ pub struct Entry<'a> {
     pub route: Option<&'a str>,
     pub method: &'a str,
     pub path: &'a str,
+    /// The peer address.
     pub client: Option<String>,
+    /// The configured client its key names (`clients`), when known.
+    pub client_name: Option<&'a str>,
     pub status: u16,
     pub duration_ms: f64,
     pub ttfb_ms: Option<f64>,

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub connections: IntGauge,
     pub refused: IntCounterVec,
+    pub client_requests: IntCounterVec,
+    pub client_tokens: IntCounterVec,
+    pub client_limited: IntCounterVec,
 }
 
 fn buckets() -> Vec<f64> {
@@ -112,6 +115,21 @@ fn build() -> Result<Metrics, pingora_prometheus::prometheus::Error> {
             "switchyard_refused_total",
             "Client connections and requests refused by the edge, by reason (max_connections, bad_request, header_too_large, header_timeout, body_timeout, body_budget).",
             &["reason"]
+        )?,
+        client_requests: register_int_counter_vec!(
+            "switchyard_client_requests_total",
+            "Requests by configured client (\"none\" without a known key), route and final status class; only with clients configured.",
+            &["client", "route", "status_class"]
+        )?,
+        client_tokens: register_int_counter_vec!(
+            "switchyard_client_tokens_total",
+            "Tokens in the usage of answers, by configured client and type (input, output).",
+            &["client", "type"]
+        )?,
+        client_limited: register_int_counter_vec!(
+            "switchyard_client_limited_total",
+            "Requests refused with 429 because the client reached a limit (requests, tokens).",
+            &["client", "limit"]
         )?,
     })
 }
