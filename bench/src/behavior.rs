@@ -15,6 +15,9 @@ pub struct Behavior {
     pub failure_rate: f64,
     /// `Retry-After` value sent with injected failures.
     pub retry_after: Option<String>,
+    /// Body of injected failures (sent as JSON) instead of the API's usual error, e.g.
+    /// OpenAI's `insufficient_quota`: see [`Behavior::out_of_quota`].
+    pub error_body: Option<String>,
     /// Extra headers on every provider response (failures and successes).
     pub headers: Vec<(String, String)>,
     /// Wait before sending the response head.
@@ -31,6 +34,9 @@ pub struct Behavior {
     pub stream_error_first: bool,
     /// Stream: answer 200 with SSE headers, then close before any event.
     pub stream_close_early: bool,
+    /// Stream: open with an SSE comment (no content), `chunk_delay_ms` before the first
+    /// content event: a head at once, a slow first token.
+    pub stream_comment_first: bool,
     /// Stream: send this many content chunks, then abort the connection.
     pub stream_fail_after: Option<usize>,
     /// Status of `GET /v1/models` and `GET /health`, independent of `status`.
@@ -48,6 +54,7 @@ impl Default for Behavior {
             status: 200,
             failure_rate: 1.0,
             retry_after: None,
+            error_body: None,
             headers: Vec::new(),
             first_byte_delay_ms: 0,
             hang: false,
@@ -56,6 +63,7 @@ impl Default for Behavior {
             chunk_delay_ms: 0,
             stream_error_first: false,
             stream_close_early: false,
+            stream_comment_first: false,
             stream_fail_after: None,
             health_status: 200,
             token_public_key: None,
@@ -68,6 +76,12 @@ impl Behavior {
     /// A provider that answers every chat request with `status`.
     pub fn failing(status: u16) -> Self {
         Behavior { status, ..Behavior::default() }
+    }
+
+    /// A provider whose account is out of credit: 429 with OpenAI's `insufficient_quota`.
+    pub fn out_of_quota() -> Self {
+        let body = r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
+        Behavior { status: 429, error_body: Some(body.to_owned()), ..Behavior::default() }
     }
 
     /// Draws whether this request gets an injected failure.

@@ -119,7 +119,10 @@ fn answer(
         return refusal;
     }
     if behavior.draw_failure() {
-        let mut response = api.error(behavior.status, &openai::injected_message(name, behavior.status));
+        let mut response = match &behavior.error_body {
+            Some(body) => json_response(behavior.status, Bytes::from(body.clone())),
+            None => api.error(behavior.status, &openai::injected_message(name, behavior.status)),
+        };
         if let Some(value) = behavior.retry_after.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
             response.headers_mut().insert(RETRY_AFTER, value);
         }
@@ -159,6 +162,10 @@ fn stream(name: &str, api: &Api, behavior: &Behavior, conn: ConnControl, params:
             }
         }
     };
+    let mut events = events;
+    if behavior.stream_comment_first {
+        events.insert(0, Bytes::from_static(b": waiting\n\n"));
+    }
     let delay = Duration::from_millis(behavior.chunk_delay_ms);
     stream_response(api.stream_content_type(), MockBody::stream(events, delay, ending))
 }

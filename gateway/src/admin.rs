@@ -93,6 +93,7 @@ impl AdminApp {
                                     "consecutiveFailures": snap.consecutive_failures,
                                     "timesEjected": snap.times_ejected,
                                     "ejectionStreak": snap.streak,
+                                    "ejectionReason": snap.ejection_reason,
                                     "weight": snap.weight,
                                     "lastError": snap.last_error,
                                     "requestsLastMinute": requests,
@@ -136,6 +137,13 @@ impl AdminApp {
             for b in &rt.backends {
                 let recovery = &b.balancer.backend.health.recovery;
                 for p in &b.balancer.providers {
+                    for budget in crate::health::headroom::Budget::ALL {
+                        if let Some(share) = p.health.headroom_share(budget) {
+                            m.provider_headroom
+                                .with_label_values(&[p.config.name.as_str(), budget.as_str()])
+                                .set(share);
+                        }
+                    }
                     let phase = p.health.snapshot(now, recovery).phase;
                     for state in [Phase::Healthy, Phase::Trial, Phase::Ejected] {
                         let value = i64::from(phase == state);

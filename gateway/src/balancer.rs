@@ -129,7 +129,13 @@ impl Balancer {
                 if tried.contains(slot.index) || !slot.health.is_available(now, recovery) {
                     continue;
                 }
-                let weight = slot.health.weight(now, recovery);
+                // Quota headroom: a provider that announced nothing left waits for its reset
+                // (not an ejection); one running low takes a share, like a ramping one.
+                let headroom = slot.health.headroom(now);
+                if headroom <= 0.0 {
+                    continue;
+                }
+                let weight = slot.health.weight(now, recovery) * headroom;
                 if weight < 1.0 && fastrand::f64() >= weight {
                     ramping.get_or_insert(slot.index);
                     continue;
@@ -267,6 +273,28 @@ mod tests {
         eject(&b, 1, 10, 60);
         eject(&b, 1, 10, 60);
         assert_eq!(b.select(tried, ProviderSet::default(), 10, false), Err(NoProvider::Exhausted));
+    }
+
+    #[test]
+    fn headroom_lowers_a_share_and_zero_skips_until_the_reset() {
+        use crate::health::headroom::{Level, Reading};
+        let b =
+            balancer(&format!("      - providers: [{}, {}]", p("a"), p("b")), "{headroom: {minRemainingPercent: 5}}");
+        let min_share = b.backend.health.headroom.unwrap();
+        let low =
+            |share| Reading { requests: Some(Level { share, reset: Some(Duration::from_secs(10)) }), tokens: None };
+        b.providers[0].health.record_headroom(&low(0.03), 10, min_share);
+        let none = ProviderSet::default();
+        let n = 4000;
+        let a = (0..n).filter(|_| b.select(none, none, 10, true).unwrap().provider == 0).count();
+        // Round-robin gives a half; weight 0.6 keeps 0.6 of it: 30%.
+        let share = a as f64 / n as f64;
+        assert!((0.25..0.35).contains(&share), "share {share}");
+        b.providers[0].health.record_headroom(&low(0.0), 10, min_share);
+        assert!((0..200).all(|_| b.select(none, none, 10, true).unwrap().provider == 1), "none at 0%");
+        let after = 10 + 10_000;
+        let a = (0..200).filter(|_| b.select(none, none, after, true).unwrap().provider == 0).count();
+        assert_eq!(a, 100, "full share again after the reset");
     }
 
     #[test]

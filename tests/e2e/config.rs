@@ -29,10 +29,7 @@ fn every_conf_file_validates() {
 
 #[test]
 fn errors_name_paths_all_at_once_and_exit_64() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.yaml");
-    std::fs::write(
-        &path,
+    let (code, out) = validate_yaml(
         r#"
 listen: ["127.0.0.1:8080"]
 routes:
@@ -49,9 +46,7 @@ backends:
     health:
       unhealthyCondition: "response.code =="
 "#,
-    )
-    .unwrap();
-    let (code, out) = validate(&path, &[]);
+    );
     assert_eq!(code, 64, "{out}");
     for needle in [
         r#"backends.chat.groups[1].providers[0].openai: unknown field "modle""#,

@@ -245,6 +245,40 @@ where
     }
 }
 
+/// Writes `yaml` to a temporary file and validates it (no environment): (exit code, output).
+pub fn validate_yaml(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    validate(&path, &[])
+}
+
+/// The config body (routes and one backend `chat` on `/v1`, firstByte 5s) for provider
+/// groups in priority order, with the backend's `health` and `retry` maps.
+pub fn backend(groups: &[&[String]], health: &str, retry: &str) -> String {
+    let mut s = String::from("routes:\n  - {name: r, match: {pathPrefix: /v1}, timeouts: {firstByte: 5s}, backend: chat}\nbackends:\n  chat:\n    groups:\n");
+    for g in groups {
+        s.push_str(&format!("      - providers: [{}]\n", g.join(", ")));
+    }
+    s.push_str(&format!("    health: {health}\n    retry: {retry}\n"));
+    s
+}
+
+/// A primary behaving as told in the first group, a healthy fallback in the second.
+pub async fn primary_and_fallback(primary: Behavior, health: &str, retry: &str) -> (MockLlm, MockLlm, Gateway) {
+    let p = MockLlm::start("primary", primary).await.unwrap();
+    let f = MockLlm::start("fallback", Behavior::default()).await.unwrap();
+    let gw =
+        Gateway::start(&backend(&[&[provider("primary", &p, "")], &[provider("fallback", &f, "")]], health, retry))
+            .await;
+    (p, f, gw)
+}
+
+/// A streamed chat request body.
+pub fn stream_body() -> String {
+    serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string()
+}
+
 /// Runs `switchyard --validate -c path` and returns (exit code, stdout+stderr).
 pub fn validate(path: &Path, env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(BIN);

@@ -4,25 +4,6 @@
 use crate::harness::*;
 use std::time::{Duration, Instant};
 
-fn backend(groups: &[&[String]], health: &str, retry: &str) -> String {
-    let mut s = String::from("routes:\n  - {name: r, match: {pathPrefix: /v1}, timeouts: {firstByte: 5s}, backend: chat}\nbackends:\n  chat:\n    groups:\n");
-    for g in groups {
-        s.push_str(&format!("      - providers: [{}]\n", g.join(", ")));
-    }
-    s.push_str(&format!("    health: {health}\n    retry: {retry}\n"));
-    s
-}
-
-/// A primary behaving as told in the first group, a healthy fallback in the second.
-async fn primary_and_fallback(primary: Behavior, health: &str, retry: &str) -> (MockLlm, MockLlm, Gateway) {
-    let p = MockLlm::start("primary", primary).await.unwrap();
-    let f = MockLlm::start("fallback", Behavior::default()).await.unwrap();
-    let gw =
-        Gateway::start(&backend(&[&[provider("primary", &p, "")], &[provider("fallback", &f, "")]], health, retry))
-            .await;
-    (p, f, gw)
-}
-
 fn secs(v: &serde_json::Value) -> f64 {
     v["ejectedForSeconds"].as_f64().unwrap_or(-1.0)
 }
@@ -121,10 +102,6 @@ async fn max_ejection_floor() {
     let kept = metric(&m, "switchyard_ejections_prevented_total", &[("provider", "a")])
         + metric(&m, "switchyard_ejections_prevented_total", &[("provider", "b")]);
     assert_eq!(kept, 1.0);
-}
-
-fn stream_body() -> String {
-    serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string()
 }
 
 fn sse_content(text: &str) -> String {

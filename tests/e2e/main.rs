@@ -18,4 +18,5 @@ mod operations;
 mod paths;
 mod providers;
 mod references;
+mod routing;
 mod sdk;

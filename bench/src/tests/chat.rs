@@ -127,6 +127,16 @@ async fn injects_429_with_retry_after_and_extra_headers() {
 }
 
 #[tokio::test]
+async fn out_of_quota_sends_openais_insufficient_quota_body() {
+    let mock = start("broke", Behavior::out_of_quota()).await;
+    let answer = Client::connect(mock.addr()).await.chat(&chat_request("m", false)).await;
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.json()["error"]["code"], "insufficient_quota");
+    assert_eq!(answer.json()["error"]["type"], "insufficient_quota");
+}
+
+#[tokio::test]
 async fn error_types_follow_the_status() {
     for (status, kind) in
         [(500, "server_error"), (503, "server_error"), (404, "not_found_error"), (401, "invalid_request_error")]

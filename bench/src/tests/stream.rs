@@ -86,6 +86,21 @@ async fn chunk_delay_spaces_the_events() {
 }
 
 #[tokio::test]
+async fn stream_comment_first_opens_with_a_comment_then_waits() {
+    let behavior =
+        Behavior { stream_chunks: 1, chunk_delay_ms: 100, stream_comment_first: true, ..Behavior::default() };
+    let mock = start("c", behavior).await;
+    let mut client = Client::connect(mock.addr()).await;
+    let started = Instant::now();
+    let response = client.send("POST", "/v1/chat/completions", &[], chat_request("m", true).to_string()).await;
+    assert!(started.elapsed() < Duration::from_millis(100), "the head comes at once");
+    let frames = read_frames(response).await.unwrap();
+    assert_eq!(frames[0], ": waiting\n\n", "a comment, no content");
+    assert!(started.elapsed() >= Duration::from_millis(100), "content after chunk_delay");
+    assert_eq!(sse_data(&frames[1..].concat()).last().map(String::as_str), Some("[DONE]"));
+}
+
+#[tokio::test]
 async fn stream_error_first_sends_an_error_event() {
     let behavior = Behavior { stream_error_first: true, ..Behavior::default() };
     let mock = start("ef", behavior).await;

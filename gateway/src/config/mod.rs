@@ -51,6 +51,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Request bodies held in memory across all requests at once.
     pub max_buffered_body_bytes: u64,
+    /// Larger request bodies are never hedged (`retry.hedge`).
+    pub max_hedge_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -63,6 +65,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(120),
             max_buffered_body_bytes: 1 << 30,
+            max_hedge_body_bytes: 1 << 20,
         }
     }
 }
@@ -281,6 +284,9 @@ pub struct HealthPolicy {
     pub recovery: Recovery,
     pub active: Option<ActiveProbe>,
     pub when_all_ejected: WhenAllEjected,
+    /// Quota headroom: below this share (0..1) of its rate-limit budget left, a provider's
+    /// weight drops. `None`: off (rate-limit headers are not read).
+    pub headroom: Option<f64>,
 }
 
 /// Active health probes (off unless configured).
@@ -301,6 +307,8 @@ pub struct Eviction {
     pub growth: f64,
     pub max_duration: Duration,
     pub max_ejection_percent: u32,
+    /// Ejection for an answer that says the account is out of credit or over a hard quota.
+    pub quota_duration: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +329,16 @@ pub struct RetryPolicy {
     pub on_status: Vec<u16>,
     pub on_transport: BTreeSet<TransportKind>,
     pub backoff: Backoff,
+    /// Hedging a slow first byte; `None`: off.
+    pub hedge: Option<Hedge>,
+}
+
+/// `retry.hedge`: after `after` without a first byte, the request also goes to the next
+/// provider, up to `max_extra` more at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hedge {
+    pub after: Duration,
+    pub max_extra: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -568,6 +586,17 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
             );
             continue;
         };
+        if let Some(hedge) = backends[backend].retry.hedge {
+            if hedge.after >= timeouts.first_byte {
+                cx.push(
+                    &format!("backends.{}.retry.hedge.after", r.backend),
+                    format!(
+                        "must be shorter than timeouts.firstByte ({:?}) of route {:?} that uses this backend",
+                        timeouts.first_byte, r.name
+                    ),
+                );
+            }
+        }
         routes.push(Route {
             name: r.name,
             path_prefix: r.matcher.path_prefix,
@@ -730,6 +759,7 @@ fn build_limits(raw: &RawLimits, cx: &mut Errors) -> Limits {
     let max_request_body_bytes = positive(raw.max_request_body_bytes, d.max_request_body_bytes, "maxRequestBodyBytes");
     let max_header_bytes = positive(raw.max_header_bytes, d.max_header_bytes, "maxHeaderBytes");
     let max_connections = positive(raw.max_connections, d.max_connections, "maxConnections");
+    let max_hedge_body_bytes = positive(raw.max_hedge_body_bytes, d.max_hedge_body_bytes, "maxHedgeBodyBytes");
     let buffered = raw.max_buffered_body_bytes.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let max_buffered_body_bytes = positive(buffered, d.max_buffered_body_bytes as usize, "maxBufferedBodyBytes") as u64;
     if max_header_bytes > crate::edge::MAX_HEADER_BYTES {
@@ -744,6 +774,7 @@ fn build_limits(raw: &RawLimits, cx: &mut Errors) -> Limits {
         header_timeout: cx.duration(raw.header_timeout.as_deref(), d.header_timeout, "limits.headerTimeout"),
         body_timeout: cx.duration(raw.body_timeout.as_deref(), d.body_timeout, "limits.bodyTimeout"),
         max_buffered_body_bytes,
+        max_hedge_body_bytes,
     };
     for (field, value) in [
         ("idleTimeout", &mut limits.idle_timeout),
@@ -999,7 +1030,15 @@ fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
         growth: e.growth.unwrap_or(2.0),
         max_duration: cx.duration(e.max_duration.as_deref(), Duration::from_secs(300), &format!("{epath}.maxDuration")),
         max_ejection_percent: e.max_ejection_percent.unwrap_or(100),
+        quota_duration: cx.duration(
+            e.quota_duration.as_deref(),
+            Duration::from_secs(3600),
+            &format!("{epath}.quotaDuration"),
+        ),
     };
+    if eviction.quota_duration.is_zero() {
+        cx.push(&format!("{epath}.quotaDuration"), "must be greater than 0");
+    }
     if eviction.consecutive_failures == 0 {
         cx.push(&format!("{epath}.consecutiveFailures"), "must be at least 1");
     }
@@ -1058,7 +1097,14 @@ fn build_health(raw: &RawHealth, path: &str, cx: &mut Errors) -> HealthPolicy {
             WhenAllEjected::TryEarliest
         }
     };
-    HealthPolicy { condition, eviction, recovery, active, when_all_ejected }
+    let headroom = raw.headroom.as_ref().map(|h| {
+        let pct = h.min_remaining_percent.unwrap_or(5.0);
+        if !(pct > 0.0 && pct <= 100.0) {
+            cx.push(&format!("{path}.headroom.minRemainingPercent"), "must be greater than 0 and at most 100");
+        }
+        pct.clamp(0.001, 100.0) / 100.0
+    });
+    HealthPolicy { condition, eviction, recovery, active, when_all_ejected, headroom }
 }
 
 fn build_retry(raw: &RawRetry, path: &str, cx: &mut Errors) -> RetryPolicy {
@@ -1096,5 +1142,18 @@ fn build_retry(raw: &RawRetry, path: &str, cx: &mut Errors) -> RetryPolicy {
         max: cx.duration(b.max.as_deref(), Duration::from_secs(2), &format!("{path}.backoff.max")),
         jitter: b.jitter.unwrap_or(true),
     };
-    RetryPolicy { attempts: attempts.max(1), on_status, on_transport, backoff }
+    let hedge = raw.hedge.as_ref().map(|h| {
+        let hedge = Hedge {
+            after: cx.duration(h.after.as_deref(), Duration::from_secs(2), &format!("{path}.hedge.after")),
+            max_extra: h.max_extra.unwrap_or(1),
+        };
+        if hedge.after.is_zero() {
+            cx.push(&format!("{path}.hedge.after"), "must be greater than 0");
+        }
+        if hedge.max_extra == 0 {
+            cx.push(&format!("{path}.hedge.maxExtra"), "must be at least 1");
+        }
+        hedge
+    });
+    RetryPolicy { attempts: attempts.max(1), on_status, on_transport, backoff, hedge }
 }

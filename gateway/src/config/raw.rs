@@ -100,6 +100,7 @@ pub struct RawLimits {
     pub header_timeout: Option<String>,
     pub body_timeout: Option<String>,
     pub max_buffered_body_bytes: Option<u64>,
+    pub max_hedge_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +301,14 @@ pub struct RawHealth {
     #[serde(default)]
     pub active: Option<RawActive>,
     pub when_all_ejected: Option<String>,
+    #[serde(default)]
+    pub headroom: Option<RawHeadroom>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHeadroom {
+    pub min_remaining_percent: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -328,6 +337,7 @@ pub struct RawEviction {
     pub growth: Option<f64>,
     pub max_duration: Option<String>,
     pub max_ejection_percent: Option<u32>,
+    pub quota_duration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -345,6 +355,15 @@ pub struct RawRetry {
     pub on_transport: Option<Vec<String>>,
     #[serde(default)]
     pub backoff: RawBackoff,
+    #[serde(default)]
+    pub hedge: Option<RawHedge>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawHedge {
+    pub after: Option<String>,
+    pub max_extra: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,11 +8,12 @@
 //! on success, `Ejected` again with growth on failure.
 
 pub mod condition;
+pub mod headroom;
 pub mod hints;
 
 use crate::config::{Eviction, Recovery};
 use once_cell::sync::Lazy;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,9 @@ pub enum FailureKind {
     Stream,
     /// An active health probe failed.
     Probe,
+    /// The answer says the account is out of credit or over a hard quota: waiting seconds
+    /// will not help, so the ejection lasts `eviction.quotaDuration`.
+    Quota,
 }
 
 impl FailureKind {
@@ -79,6 +83,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::Stream => "stream",
             FailureKind::Probe => "probe",
+            FailureKind::Quota => "quota",
         }
     }
 }
@@ -101,6 +106,9 @@ pub enum Transition {
     Ejected {
         duration: Duration,
         reason: &'static str,
+        /// The provider's own hint when it asked for longer than `maxDuration` (and was cut
+        /// to it): logged once, with this ejection.
+        capped_hint: Option<Duration>,
     },
     /// Ejection was due, but the group's `maxEjectionPercent` floor kept the provider in.
     KeptByFloor,
@@ -145,6 +153,8 @@ pub struct Snapshot {
     pub last_error: Option<String>,
     /// Share of traffic while ramping up after a trial, 0..=1.
     pub weight: f64,
+    /// Why the provider is out of rotation (ejected or on trial): the metrics reason.
+    pub ejection_reason: Option<&'static str>,
 }
 
 #[derive(Debug)]
@@ -161,6 +171,8 @@ struct State {
     probe_successes: u32,
     /// The current ejection came from active probes (so probes may also end it).
     ejected_by_probe: bool,
+    /// Why the current (or last) ejection happened.
+    ejection_reason: Option<FailureKind>,
 }
 
 /// Health of one provider, shared by all worker threads.
@@ -172,6 +184,11 @@ pub struct ProviderHealth {
     /// Fast path: nothing to update on success (no failures counted, no trial, no ramp).
     clean: AtomicBool,
     malformed_hint_logged: AtomicBool,
+    /// Quota headroom in force: `until << 16 | weight in thousandths`; 0 when none.
+    headroom: AtomicU64,
+    /// Last announced remaining ÷ limit per budget (requests, tokens), as `f32` bits;
+    /// `u32::MAX` when never announced. For `switchyard_provider_headroom`.
+    headroom_shares: [AtomicU32; 2],
     state: Mutex<State>,
     /// Attempts and failures in the last minute, for `/status`.
     pub window: crate::telemetry::window::MinuteWindow,
@@ -183,6 +200,8 @@ impl Default for ProviderHealth {
             ejected_until: AtomicU64::new(0),
             clean: AtomicBool::new(true),
             malformed_hint_logged: AtomicBool::new(false),
+            headroom: AtomicU64::new(0),
+            headroom_shares: [AtomicU32::new(u32::MAX), AtomicU32::new(u32::MAX)],
             state: Mutex::new(State {
                 consecutive_failures: 0,
                 streak: 0,
@@ -194,6 +213,7 @@ impl Default for ProviderHealth {
                 probe_failures: 0,
                 probe_successes: 0,
                 ejected_by_probe: false,
+                ejection_reason: None,
             }),
             window: Default::default(),
         }
@@ -276,6 +296,52 @@ impl ProviderHealth {
         ramp_weight(start, now, recovery)
     }
 
+    /// Records what an answer said about the provider's rate-limit budget (`health.headroom`
+    /// configured). Below `min_share` left, the provider's weight becomes share ÷ `min_share`
+    /// until the announced reset; at 0 it is skipped until then. An answer without readings
+    /// changes nothing; one at or above the threshold restores full weight.
+    pub fn record_headroom(&self, reading: &headroom::Reading, now: Millis, min_share: f64) {
+        if reading.requests.is_none() && reading.tokens.is_none() {
+            return;
+        }
+        for (slot, budget) in self.headroom_shares.iter().zip(headroom::Budget::ALL) {
+            if let Some(level) = reading.get(budget) {
+                slot.store((level.share as f32).to_bits(), Ordering::Relaxed);
+            }
+        }
+        let packed = match reading.weight(min_share) {
+            Some((weight, reset)) => {
+                let until = now.saturating_add(reset.as_millis() as u64).clamp(1, u64::MAX >> 16);
+                let thousandths = if weight > 0.0 { ((weight * 1000.0).round() as u64).clamp(1, 1000) } else { 0 };
+                until << 16 | thousandths
+            }
+            None => 0,
+        };
+        if self.headroom.load(Ordering::Relaxed) != packed {
+            self.headroom.store(packed, Ordering::Relaxed);
+        }
+    }
+
+    /// The provider's share of traffic by its quota headroom, 0..=1: 1 without a reading in
+    /// force (none, or past its reset), 0 when it must be skipped until its reset.
+    pub fn headroom(&self, now: Millis) -> f64 {
+        let packed = self.headroom.load(Ordering::Relaxed);
+        if packed == 0 || now >= packed >> 16 {
+            return 1.0;
+        }
+        (packed & 0xffff) as f64 / 1000.0
+    }
+
+    /// The last announced remaining ÷ limit of `budget`, if any answer announced it.
+    pub fn headroom_share(&self, budget: headroom::Budget) -> Option<f64> {
+        let i = match budget {
+            headroom::Budget::Requests => 0,
+            headroom::Budget::Tokens => 1,
+        };
+        let bits = self.headroom_shares[i].load(Ordering::Relaxed);
+        (bits != u32::MAX).then(|| f64::from(f32::from_bits(bits)))
+    }
+
     /// Records how a request (or probe) went. `may_eject` is asked only when an ejection is
     /// due; it enforces the group's `maxEjectionPercent`.
     pub fn record(
@@ -329,7 +395,8 @@ impl ProviderHealth {
                 let trial_failed = until != 0; // ejection over, so this was a trial-phase verdict
                 if !trial_failed {
                     s.consecutive_failures += 1;
-                    if s.consecutive_failures < eviction.consecutive_failures {
+                    // Quota exhaustion is not transient: one answer saying so is enough.
+                    if s.consecutive_failures < eviction.consecutive_failures && *kind != FailureKind::Quota {
                         return Transition::Nothing;
                     }
                     if !may_eject() {
@@ -349,7 +416,16 @@ impl ProviderHealth {
         hint: Option<Duration>,
         kind: FailureKind,
     ) -> Transition {
-        let duration = ejection_duration(eviction, s.streak, hint);
+        let duration = match kind {
+            // Out of credit: seconds of backoff would only burn requests. A hint may still
+            // ask for longer (within `maxDuration`).
+            FailureKind::Quota => {
+                eviction.quota_duration.max(hint.unwrap_or(Duration::ZERO).min(eviction.max_duration))
+            }
+            _ => ejection_duration(eviction, s.streak, hint),
+        };
+        let capped_hint = hint.filter(|h| *h > eviction.max_duration);
+        s.ejection_reason = Some(kind);
         s.streak = s.streak.saturating_add(1);
         s.times_ejected += 1;
         s.consecutive_failures = 0;
@@ -358,7 +434,18 @@ impl ProviderHealth {
         s.ejected_by_probe = kind == FailureKind::Probe;
         self.clean.store(false, Ordering::Release);
         self.ejected_until.store(now + (duration.as_millis() as u64).max(1), Ordering::Release);
-        Transition::Ejected { duration, reason: kind.reason() }
+        Transition::Ejected { duration, reason: kind.reason(), capped_hint }
+    }
+
+    /// A configuration reload ends a quota ejection early (the operator may have added
+    /// credit or changed the key): the provider goes to trial on its next request. Other
+    /// ejections keep their end.
+    pub fn on_reload(&self, now: Millis) {
+        let s = self.lock();
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if s.ejection_reason == Some(FailureKind::Quota) && until != 0 && now < until {
+            self.ejected_until.store(now.max(1), Ordering::Release);
+        }
     }
 
     /// Records an active probe. `unhealthy` failures in a row eject (reason `probe`);
@@ -429,7 +516,12 @@ impl ProviderHealth {
             streak: s.streak,
             times_ejected: s.times_ejected,
             last_error: s.last_error.clone(),
-            weight: if phase == Phase::Healthy { ramp_weight(s.ramp_start, now, recovery) } else { 0.0 },
+            weight: if phase == Phase::Healthy {
+                ramp_weight(s.ramp_start, now, recovery) * self.headroom(now)
+            } else {
+                0.0
+            },
+            ejection_reason: (phase != Phase::Healthy).then(|| s.ejection_reason.map(FailureKind::reason)).flatten(),
         }
     }
 }
@@ -461,6 +553,7 @@ mod tests {
             growth: 2.0,
             max_duration: Duration::from_secs(300),
             max_ejection_percent: 100,
+            quota_duration: Duration::from_secs(3600),
         }
     }
 
@@ -483,7 +576,7 @@ mod tests {
         assert_eq!(h.record(&fail(None), Permit::Normal, T0, &e, &r, || true), Transition::Nothing);
         assert!(h.ejected_until(T0).is_none());
         let t = h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status", capped_hint: None });
         assert_eq!(h.ejected_until(T0), Some(T0 + 10 * SEC));
         assert!(!h.is_available(T0 + 10 * SEC - 1, &r));
         assert!(h.is_available(T0 + 10 * SEC, &r));
@@ -504,15 +597,16 @@ mod tests {
         let h = ProviderHealth::default();
         let (e, r) = (eviction(10, 1), recovery(1, 0));
         let t = h.record(&fail(Some(60)), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(60), reason: "status" });
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(60), reason: "status", capped_hint: None });
         let h = ProviderHealth::default();
         let t = h.record(&fail(Some(100_000)), Permit::Normal, T0, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(300), reason: "status" });
+        let asked = Some(Duration::from_secs(100_000));
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(300), reason: "status", capped_hint: asked });
         let h = ProviderHealth::default();
         let t = h.record(&fail(Some(1)), Permit::Normal, T0, &e, &r, || true);
         assert_eq!(
             t,
-            Transition::Ejected { duration: Duration::from_secs(10), reason: "status" },
+            Transition::Ejected { duration: Duration::from_secs(10), reason: "status", capped_hint: None },
             "shorter hint loses"
         );
     }
@@ -585,7 +679,7 @@ mod tests {
         let p = h.acquire(later, &r, false).unwrap();
         h.record(&Outcome::Success, p, later, &e, &r, || true);
         let t = h.record(&fail(None), Permit::Normal, later, &e, &r, || true);
-        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status" });
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(10), reason: "status", capped_hint: None });
     }
 
     #[test]
@@ -630,7 +724,7 @@ mod tests {
         assert_eq!(h.record_probe(false, "503", T0, (2, 2), &e, || true), Transition::Nothing);
         assert_eq!(
             h.record_probe(false, "503", T0, (2, 2), &e, || true),
-            Transition::Ejected { duration: Duration::from_secs(10), reason: "probe" }
+            Transition::Ejected { duration: Duration::from_secs(10), reason: "probe", capped_hint: None }
         );
         assert_eq!(h.record_probe(true, "", T0 + SEC, (2, 2), &e, || true), Transition::Nothing);
         assert_eq!(h.record_probe(true, "", T0 + 2 * SEC, (2, 2), &e, || true), Transition::Restored);
@@ -662,7 +756,7 @@ mod tests {
         let p = h.acquire(T0 + 10 * SEC, &r, false).unwrap();
         assert_eq!(
             h.record(&fail(None), p, T0 + 10 * SEC, &changed, &r, || true),
-            Transition::Ejected { duration: Duration::from_secs(2), reason: "status" }
+            Transition::Ejected { duration: Duration::from_secs(2), reason: "status", capped_hint: None }
         );
     }
 
@@ -675,7 +769,7 @@ mod tests {
         let out = Outcome::Failure { kind: FailureKind::Status(503), hint: past, detail: String::new() };
         assert_eq!(
             h.record(&out, Permit::Normal, T0, &e, &r, || true),
-            Transition::Ejected { duration: Duration::from_secs(10), reason: "status" }
+            Transition::Ejected { duration: Duration::from_secs(10), reason: "status", capped_hint: None }
         );
     }
 
@@ -686,6 +780,129 @@ mod tests {
         assert_eq!(ejection_duration(&e, 3, None), Duration::from_secs(40));
         assert_eq!(ejection_duration(&e, 40, None), Duration::from_secs(300));
         assert_eq!(ejection_duration(&e, 0, Some(Duration::ZERO)), Duration::from_secs(5));
+    }
+
+    fn quota() -> Outcome {
+        Outcome::Failure { kind: FailureKind::Quota, hint: None, detail: "insufficient_quota".into() }
+    }
+
+    #[test]
+    fn quota_ejects_at_once_for_the_quota_duration_then_trials() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 3), recovery(1, 0));
+        let hour = Duration::from_secs(3600);
+        let t = h.record(&quota(), Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: hour, reason: "quota", capped_hint: None });
+        let snap = h.snapshot(T0, &r);
+        assert_eq!((snap.phase, snap.ejection_reason), (Phase::Ejected, Some("quota")));
+        assert!(!h.is_available(T0 + 3600 * SEC - 1, &r));
+        // Still subject to trial: once over, one request goes through.
+        let later = T0 + 3600 * SEC;
+        assert_eq!(h.snapshot(later, &r).ejection_reason, Some("quota"), "on trial after a quota ejection");
+        let p = h.acquire(later, &r, false).unwrap();
+        assert_eq!(p, Permit::Trial);
+        // Out of credit again: another quota-long ejection, not a grown rate-limit one.
+        let t = h.record(&quota(), p, later, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: hour, reason: "quota", capped_hint: None });
+        let p = h.acquire(later + 3600 * SEC, &r, false).unwrap();
+        assert_eq!(h.record(&Outcome::Success, p, later + 3600 * SEC, &e, &r, || true), Transition::Restored);
+        assert_eq!(h.snapshot(later + 3600 * SEC, &r).ejection_reason, None);
+    }
+
+    #[test]
+    fn quota_ejection_honours_the_floor_and_a_longer_hint() {
+        let h = ProviderHealth::default();
+        let (mut e, r) = (eviction(10, 1), recovery(1, 0));
+        assert_eq!(h.record(&quota(), Permit::Normal, T0, &e, &r, || false), Transition::KeptByFloor);
+        e.quota_duration = Duration::from_secs(60);
+        let out =
+            Outcome::Failure { kind: FailureKind::Quota, hint: Some(Duration::from_secs(120)), detail: String::new() };
+        let t = h.record(&out, Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(120), reason: "quota", capped_hint: None });
+    }
+
+    #[test]
+    fn rate_limit_keeps_its_retry_after_and_reason() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        let t = h.record(&fail(Some(30)), Permit::Normal, T0, &e, &r, || true);
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(30), reason: "status", capped_hint: None });
+        assert_eq!(h.snapshot(T0, &r).ejection_reason, Some("status"));
+    }
+
+    #[test]
+    fn reload_ends_a_quota_ejection_but_no_other() {
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        let q = ProviderHealth::default();
+        q.record(&quota(), Permit::Normal, T0, &e, &r, || true);
+        let limited = ProviderHealth::default();
+        limited.record(&fail(Some(60)), Permit::Normal, T0, &e, &r, || true);
+        q.on_reload(T0 + SEC);
+        limited.on_reload(T0 + SEC);
+        assert_eq!(q.snapshot(T0 + SEC, &r).phase, Phase::Trial, "the next request tries it");
+        assert_eq!(q.acquire(T0 + SEC, &r, false), Some(Permit::Trial));
+        assert_eq!(limited.ejected_until(T0 + SEC), Some(T0 + 60 * SEC));
+    }
+
+    #[test]
+    fn capped_hint_is_reported_with_its_ejection_only() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        let t = h.record(&fail(Some(900)), Permit::Normal, T0, &e, &r, || true);
+        let asked = Some(Duration::from_secs(900));
+        assert_eq!(t, Transition::Ejected { duration: Duration::from_secs(300), reason: "status", capped_hint: asked });
+        // Failures during that ejection neither extend it nor report the cap again.
+        assert_eq!(h.record(&fail(Some(900)), Permit::Normal, T0 + SEC, &e, &r, || true), Transition::Nothing);
+        assert_eq!(
+            h.record(&fail(Some(300)), Permit::Normal, T0 + 400 * SEC, &e, &r, || true),
+            Transition::Ejected { duration: Duration::from_secs(300), reason: "status", capped_hint: None }
+        );
+    }
+
+    fn reading(requests_left: f64, tokens_left: Option<f64>, reset_secs: u64) -> headroom::Reading {
+        let level = |share| headroom::Level { share, reset: Some(Duration::from_secs(reset_secs)) };
+        headroom::Reading { requests: Some(level(requests_left)), tokens: tokens_left.map(level) }
+    }
+
+    #[test]
+    fn headroom_weight_holds_until_the_reset() {
+        let h = ProviderHealth::default();
+        let clock = ManualClock::new(T0);
+        let r = recovery(1, 0);
+        assert_eq!(h.headroom(clock.now()), 1.0);
+        h.record_headroom(&reading(0.03, Some(0.5), 10), clock.now(), 0.05);
+        assert!((h.headroom(clock.now()) - 0.6).abs() < 1e-9);
+        assert!((h.snapshot(clock.now(), &r).weight - 0.6).abs() < 1e-9, "/status shows the reduced weight");
+        assert_eq!(h.headroom_share(headroom::Budget::Requests), Some(0.03f32 as f64));
+        assert_eq!(h.headroom_share(headroom::Budget::Tokens), Some(0.5));
+        assert!(h.is_available(clock.now(), &r), "not an ejection");
+        clock.advance(Duration::from_millis(9_999));
+        assert!((h.headroom(clock.now()) - 0.6).abs() < 1e-9);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(h.headroom(clock.now()), 1.0, "expired at its reset");
+    }
+
+    #[test]
+    fn headroom_lower_budget_counts_zero_skips_and_a_good_answer_restores() {
+        let h = ProviderHealth::default();
+        h.record_headroom(&reading(0.04, Some(0.01), 5), T0, 0.05);
+        assert!((h.headroom(T0) - 0.2).abs() < 1e-9, "tokens at 1% count");
+        h.record_headroom(&reading(0.0, None, 5), T0, 0.05);
+        assert_eq!(h.headroom(T0), 0.0, "nothing left: skipped until the reset");
+        assert_eq!(h.headroom(T0 + 5 * SEC), 1.0);
+        h.record_headroom(&reading(0.0, None, 5), T0, 0.05);
+        h.record_headroom(&headroom::Reading::default(), T0 + SEC, 0.05);
+        assert_eq!(h.headroom(T0 + SEC), 0.0, "an answer without readings changes nothing");
+        h.record_headroom(&reading(0.5, None, 5), T0 + SEC, 0.05);
+        assert_eq!(h.headroom(T0 + SEC), 1.0, "the next answer says there is room again");
+        assert_eq!(ProviderHealth::default().headroom_share(headroom::Budget::Tokens), None);
+    }
+
+    #[test]
+    fn headroom_never_rounds_a_little_left_to_nothing() {
+        let h = ProviderHealth::default();
+        h.record_headroom(&reading(0.000_01, None, 5), T0, 0.05);
+        assert_eq!(h.headroom(T0), 0.001);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! either deliver to the client or hand back a failure for the next attempt.
 
 use super::headers::{self, client_headers, is_event_stream, stamp};
-use super::verdict::{verdict, Answer};
+use super::verdict::{self, verdict, Answer};
 use super::{classify, client_gone, AttemptRecord, Ctx, Gateway, Request};
 use crate::balancer::Selection;
 use crate::config::{ProviderKind, TransportKind};
@@ -76,11 +76,32 @@ pub(super) enum AttemptEnd {
     ClientGone,
 }
 
-/// How the upstream exchange went before any byte reached the client.
-enum Exchange {
-    Head(Box<UpstreamSession>, Arc<HttpPeer>),
+/// How the upstream exchange went up to its first byte, before any byte reached the client.
+pub(super) enum Fetched {
+    Head(Box<Answered>),
     Transport(TransportKind, String),
-    ClientGone,
+}
+
+/// An answer head (and, for a 2xx stream, its first events).
+pub(super) struct Answered {
+    up: Box<UpstreamSession>,
+    peer: Arc<HttpPeer>,
+    translator: Option<Box<dyn StreamTranslator>>,
+    peek: Option<Peek>,
+}
+
+impl Fetched {
+    /// Whether this is content the client can have: a 2xx answer whose stream (if it is one)
+    /// opened with content. Anything else is judged, never raced to the client.
+    pub(super) fn is_content(&self) -> bool {
+        match self {
+            Fetched::Head(a) => {
+                a.up.response_header().is_some_and(|h| h.status.is_success())
+                    && matches!(a.peek, None | Some(Peek::Content(_)))
+            }
+            Fetched::Transport(..) => false,
+        }
+    }
 }
 
 /// The first events of a stream, held back until they show content or an error.
@@ -88,7 +109,33 @@ enum Peek {
     Content(Bytes),
     Failed(Bytes, String),
     Transport(TransportKind, String),
-    ClientGone,
+}
+
+/// The log record of an attempt on `sel`, before it has a result.
+pub(super) fn new_record(req: &Request<'_>, sel: Selection) -> AttemptRecord {
+    AttemptRecord {
+        provider: req.backend.balancer.providers[sel.provider].config.name.clone(),
+        endpoint: req.backend.upstreams[sel.provider].endpoint.authority(),
+        status: None,
+        error: None,
+        duration: Duration::ZERO,
+        ejected: false,
+        model: served_model(req, sel),
+        dropped: None,
+        race: None,
+    }
+}
+
+/// Chat Completions clients that did not ask for usage on a stream get it asked for on their
+/// behalf (to count tokens) and hidden again. Untranslated paths (the Responses API, ...) may
+/// have no such option: they go as they are.
+fn hide_usage(req: &Request<'_>) -> bool {
+    req.api == Some(ClientApi::OpenAiChat) && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage)
+}
+
+/// The model a provider serves this request with: its configured one, else the client's.
+fn served_model(req: &Request<'_>, sel: Selection) -> Option<String> {
+    req.backend.balancer.providers[sel.provider].config.model.clone().or_else(|| req.chat.as_ref()?.model.clone())
 }
 
 enum StreamEnd {
@@ -107,94 +154,141 @@ impl Gateway {
         sel: Selection,
         is_last: bool,
     ) -> Result<AttemptEnd, Box<Error>> {
+        let started = Instant::now();
+        // A trial (half-open) slot is given back however this attempt ends, unless a
+        // verdict is recorded with it.
+        let trial =
+            TrialSlot { health: &req.backend.balancer.providers[sel.provider].health, permit: Some(sel.permit) };
+        let (head, body, dropped) = match self.prepare(session.req_header(), ctx, req, sel, started).await {
+            Ok(p) => p,
+            Err(end) => return Ok(*end),
+        };
+        let fetched = tokio::select! {
+            // Biased: the upstream first, so the client is only probed (a read syscall)
+            // while the upstream has nothing.
+            biased;
+            f = self.fetch(req, sel, head, body, started) => f,
+            _ = client_gone(session) => return Ok(self.client_gone(ctx, new_record(req, sel), started)),
+        };
+        self.conclude(session, ctx, req, (sel, trial, dropped), is_last, started, fetched).await
+    }
+
+    /// The upstream request for `sel`: head and body, translated when the provider speaks
+    /// another API. A request the provider cannot take ends the attempt (no health verdict).
+    pub(super) async fn prepare(
+        &self,
+        client: &pingora_http::RequestHeader,
+        ctx: &mut Ctx,
+        req: &Request<'_>,
+        sel: Selection,
+        started: Instant,
+    ) -> Result<(RequestHead, Vec<Bytes>, Option<String>), Box<AttemptEnd>> {
         let backend = req.backend;
         let slot = &backend.balancer.providers[sel.provider];
         let upstream = &backend.upstreams[sel.provider];
-        // A trial (half-open) slot is given back however this attempt ends, unless a
-        // verdict is recorded with it.
-        let mut trial = TrialSlot { health: &slot.health, permit: Some(sel.permit) };
         let provider = slot.config.name.as_str();
-        let started = Instant::now();
-        let mut record = AttemptRecord {
-            provider: provider.to_string(),
-            endpoint: upstream.endpoint.authority(),
-            status: None,
-            error: None,
-            duration: Duration::ZERO,
-            ejected: false,
-            model: slot.config.model.clone().or_else(|| ctx.model_requested.clone()),
-            dropped: None,
+        let kind = &slot.config.kind;
+        if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
+            // The hot path: same API, only the model (and the usage request) spliced in.
+            let ask_usage = hide_usage(req) && *kind == ProviderKind::OpenAi;
+            // Upstream writes are not buffered, so each piece is a send: a small body goes
+            // as one piece (copied), a large one as slices of the original (not copied).
+            let model = slot.config.model.as_deref();
+            let body = match &req.chat {
+                Some(c) if req.body.len() < SPLICE_ABOVE => vec![c.rewrite(&req.body, model, ask_usage)],
+                Some(c) => c.rewrite_parts(&req.body, model, ask_usage),
+                None => vec![req.body.clone()],
+            };
+            let len = body.iter().map(Bytes::len).sum();
+            let head = headers::upstream_request(client, req.route, &slot.config, upstream, &req.request_id, len);
+            return Ok((head, body, None));
+        }
+        match self.prepare_translated(client, req, &slot.config).await {
+            Ok(prepared) => {
+                let dropped = (!prepared.dropped.is_empty()).then(|| prepared.dropped.join(", "));
+                let head =
+                    headers::prepared_request(client, req.route, &slot.config, upstream, &req.request_id, &prepared);
+                Ok((head, vec![prepared.body], dropped))
+            }
+            Err((label, e)) => {
+                // Not the provider's fault: no health verdict, just try the next one.
+                let mut record = new_record(req, sel);
+                record.error = Some(label);
+                self.finish_attempt(ctx, record, started, label);
+                let detail = format!("{provider}: {e}");
+                let failed = Failed::gone(provider, TransportKind::Reset, detail, false);
+                Err(Box::new(AttemptEnd::Failed(Box::new(failed))))
+            }
+        }
+    }
+
+    /// Sends the request and waits for its first byte: the answer head and, for a 2xx event
+    /// stream, its first content event (or what shows it will have none). Does not watch the
+    /// client, so that several can race (hedging).
+    pub(super) async fn fetch(
+        &self,
+        req: &Request<'_>,
+        sel: Selection,
+        head: RequestHead,
+        body: Vec<Bytes>,
+        started: Instant,
+    ) -> Fetched {
+        let slot = &req.backend.balancer.providers[sel.provider];
+        let upstream = &req.backend.upstreams[sel.provider];
+        let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
+        let (mut up, peer) = match self.exchange(upstream, head, body, req.route.timeouts.connect, first_byte).await {
+            Ok(x) => x,
+            Err((kind, detail)) => return Fetched::Transport(kind, detail),
         };
+        let Some(upstream_head) = up.response_header() else {
+            return Fetched::Transport(TransportKind::Reset, "response header missing after read".into());
+        };
+        let status = upstream_head.status;
+        let event_stream = is_event_stream(&upstream_head.headers);
         let kind = &slot.config.kind;
         let client_stream = req.chat.as_ref().is_some_and(|c| c.stream);
-        // Chat Completions clients that did not ask for usage on a stream get it asked for
-        // on their behalf (to count tokens) and hidden again. Untranslated paths (the
-        // Responses API, ...) may have no such option: they go as they are.
-        let hide_usage =
-            req.api == Some(ClientApi::OpenAiChat) && req.chat.as_ref().is_some_and(|c| c.stream && !c.include_usage);
         let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
-        let (head, body) =
-            if req.api.is_none() || (req.api == Some(ClientApi::OpenAiChat) && *kind == ProviderKind::OpenAi) {
-                // The hot path: same API, only the model (and the usage request) spliced in.
-                let ask_usage = hide_usage && *kind == ProviderKind::OpenAi;
-                // Upstream writes are not buffered, so each piece is a send: a small body goes
-                // as one piece (copied), a large one as slices of the original (not copied).
-                let model = slot.config.model.as_deref();
-                let body = match &req.chat {
-                    Some(c) if req.body.len() < SPLICE_ABOVE => vec![c.rewrite(&req.body, model, ask_usage)],
-                    Some(c) => c.rewrite_parts(&req.body, model, ask_usage),
-                    None => vec![req.body.clone()],
-                };
-                let len = body.iter().map(Bytes::len).sum();
-                let head = headers::upstream_request(
-                    session.req_header(),
-                    req.route,
-                    &slot.config,
-                    upstream,
-                    &req.request_id,
-                    len,
-                );
-                (head, body)
-            } else {
-                let client = session.req_header();
-                match self.prepare(client, req, &slot.config).await {
-                    Ok(prepared) => {
-                        if !prepared.dropped.is_empty() {
-                            record.dropped = Some(prepared.dropped.join(", "));
-                        }
-                        let head = headers::prepared_request(
-                            client,
-                            req.route,
-                            &slot.config,
-                            upstream,
-                            &req.request_id,
-                            &prepared,
-                        );
-                        (head, vec![prepared.body])
-                    }
-                    Err((label, e)) => {
-                        // Not the provider's fault: no health verdict, just try the next one.
-                        record.error = Some(label);
-                        self.finish_attempt(ctx, record, started, label);
-                        let detail = format!("{provider}: {e}");
-                        return Ok(AttemptEnd::Failed(Box::new(Failed::gone(
-                            provider,
-                            TransportKind::Reset,
-                            detail,
-                            false,
-                        ))));
-                    }
-                }
-            };
-        let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
-        let exchange = self.exchange(session, upstream, head, body, req.route.timeouts.connect, first_byte).await;
-
-        let (mut up, peer) = match exchange {
-            Exchange::Head(up, peer) => (up, peer),
-            Exchange::ClientGone => {
-                return Ok(self.client_gone(ctx, record, started));
+        // A translated stream: provider events (SSE or Bedrock's event stream) in, the
+        // client API's SSE out. Usage is always asked for, and hidden as for OpenAI.
+        let mut translator = match translate {
+            Some(api) if client_stream && status.is_success() => {
+                providers::stream_translator(api, kind, &served_model(req, sel).unwrap_or_default(), true)
             }
-            Exchange::Transport(kind, detail) => {
+            _ => None,
+        };
+        let peek = if status.is_success() && (translator.is_some() || event_stream) {
+            Some(peek_stream(&mut up, first_byte.saturating_sub(started.elapsed()), &mut translator).await)
+        } else {
+            None
+        };
+        Fetched::Head(Box::new(Answered { up, peer, translator, peek }))
+    }
+
+    /// Judges what [`Gateway::fetch`] got, records it in the provider's health, then
+    /// delivers it to the client or hands back the failure.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn conclude(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        req: &Request<'_>,
+        (sel, mut trial, dropped): (Selection, TrialSlot<'_>, Option<String>),
+        is_last: bool,
+        started: Instant,
+        fetched: Fetched,
+    ) -> Result<AttemptEnd, Box<Error>> {
+        let backend = req.backend;
+        let slot = &backend.balancer.providers[sel.provider];
+        let provider = slot.config.name.as_str();
+        let mut record = new_record(req, sel);
+        record.dropped = dropped;
+        let kind = &slot.config.kind;
+        let hide_usage = hide_usage(req);
+        let translate = req.api.filter(|api| providers::needs_translation(*api, kind));
+        let first_byte = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(started));
+        let Answered { mut up, peer, mut translator, mut peek } = match fetched {
+            Fetched::Head(a) => *a,
+            Fetched::Transport(kind, detail) => {
                 let fkind = if kind == TransportKind::Timeout { FailureKind::Timeout } else { FailureKind::Transport };
                 let outcome = Outcome::Failure { kind: fkind, hint: None, detail: detail.clone() };
                 record.ejected = self.judge(backend, sel.provider, trial.take(), &outcome);
@@ -222,26 +316,38 @@ impl Gateway {
             None => code >= 500 || code == 429,
         };
         record.status = Some(code);
-        let mut outcome = if unhealthy {
+        if let Some(min_share) = policy.headroom {
+            let reading = crate::health::headroom::Reading::from_headers(&out, SystemTime::now());
+            slot.health.record_headroom(&reading, self.clock.now(), min_share);
+        }
+        // Out of credit and slow down share a status (429, also 402/403): only the body
+        // tells them apart, so it is read (its start) before judging.
+        let early = if verdict::may_be_quota(code) {
+            Some(
+                read_body_start(&mut up, first_byte.saturating_sub(started.elapsed()), verdict::QUOTA_SCAN_BYTES).await,
+            )
+        } else {
+            None
+        };
+        let quota = early.as_ref().is_some_and(|(b, _)| verdict::is_quota_exhausted(code, b));
+        let mut outcome = if unhealthy || quota {
             let (hint, malformed) = hints::from_headers(&out, SystemTime::now());
             if let Some(m) = malformed {
                 if slot.health.first_malformed_hint() {
                     warn!(provider, header = m.header, value = %m.value, "ignoring malformed retry hint");
                 }
             }
-            Outcome::Failure { kind: FailureKind::Status(code), hint, detail: format!("status {code}") }
+            let (kind, detail) = match quota {
+                true => (FailureKind::Quota, format!("status {code}: out of credit or over quota")),
+                false => (FailureKind::Status(code), format!("status {code}")),
+            };
+            Outcome::Failure { kind, hint, detail }
         } else {
             Outcome::Success
         };
         let retry = &backend.balancer.backend.retry;
-        let mut decision = verdict(Answer::Status { code, unhealthy }, retry, is_last);
-        let model = slot.config.model.clone().or_else(|| ctx.model_requested.clone()).unwrap_or_default();
-        // A translated stream: provider events (SSE or Bedrock's event stream) in, the
-        // client API's SSE out. Usage is always asked for, and hidden as for OpenAI.
-        let mut translator = match translate {
-            Some(api) if client_stream && status.is_success() => providers::stream_translator(api, kind, &model, true),
-            _ => None,
-        };
+        let mut decision = verdict(Answer::Status { code, unhealthy, quota }, retry, is_last);
+        let model = served_model(req, sel).unwrap_or_default();
         if translator.is_some() {
             headers::translated_headers(&mut out, "text/event-stream");
             out.insert(http::header::TRANSFER_ENCODING, http::HeaderValue::from_static("chunked"));
@@ -249,14 +355,22 @@ impl Gateway {
 
         // A stream that looks fine at the head may still open with an error event, or end
         // before any content: hold its first events back until it shows which.
-        let mut prefix = Bytes::new();
+        let mut prefix = early.as_ref().map(|(start, _)| start.clone()).unwrap_or_default();
         if !decision.retryable && status.is_success() && (translator.is_some() || is_event_stream(&out)) {
-            let wait = first_byte.saturating_sub(started.elapsed());
-            match peek_stream(session, &mut up, wait, &mut translator).await {
-                Peek::Content(p) => prefix = p,
-                Peek::ClientGone => {
-                    return Ok(self.client_gone(ctx, record, started));
+            let peeked = match peek.take() {
+                Some(p) => p,
+                // The route's response headers made it a stream: peek now.
+                None => {
+                    let wait = first_byte.saturating_sub(started.elapsed());
+                    tokio::select! {
+                        biased;
+                        p = peek_stream(&mut up, wait, &mut translator) => p,
+                        _ = client_gone(session) => return Ok(self.client_gone(ctx, record, started)),
+                    }
                 }
+            };
+            match peeked {
+                Peek::Content(p) => prefix = p,
                 Peek::Failed(p, detail) => {
                     prefix = p;
                     outcome = Outcome::Failure { kind: FailureKind::Stream, hint: None, detail: detail.clone() };
@@ -285,7 +399,21 @@ impl Gateway {
         if decision.failover {
             // Keep the answer in case nobody else can be tried; reading it to the end also
             // lets the connection go back to the pool.
-            let kept = if record.error.is_some() { None } else { read_small_body(&mut up, first_byte).await };
+            let kept = match early {
+                _ if record.error.is_some() => None,
+                Some((start, BodyStart::Complete)) => Some(start),
+                Some((_, BodyStart::Broken)) => None,
+                Some((start, BodyStart::More)) => read_small_body(&mut up, first_byte, start).await,
+                // A 2xx stream judged a failure (`onStatus`, the condition) was peeked by
+                // `fetch`: its first events are the start of the answer kept.
+                None => match peek.take() {
+                    None => read_small_body(&mut up, first_byte, Bytes::new()).await,
+                    Some(Peek::Content(start) | Peek::Failed(start, _)) if translator.is_none() => {
+                        read_small_body(&mut up, first_byte, start).await
+                    }
+                    Some(_) => None,
+                },
+            };
             self.finish_attempt(ctx, record, started, label);
             let response = match kept {
                 Some(b) => {
@@ -323,7 +451,7 @@ impl Gateway {
         if let (Some(api), None) = (translate, &translator) {
             // A whole answer in another API: read it, translate it, send it.
             return self
-                .deliver_translated(session, ctx, req, up, peer, (api, kind, &model), status, out, started)
+                .deliver_translated(session, ctx, req, (up, peer, prefix), (api, kind, &model), status, out, started)
                 .await;
         }
         let sse = is_event_stream(&out);
@@ -373,7 +501,7 @@ impl Gateway {
     /// The request for a provider that needs its own (another API, or Claude in another
     /// host's envelope), with the credentials it needs fetched first; `Err` holds the
     /// attempt outcome (`translate`, `auth`) and why.
-    async fn prepare(
+    async fn prepare_translated(
         &self,
         client: &pingora_http::RequestHeader,
         req: &Request<'_>,
@@ -402,7 +530,7 @@ impl Gateway {
         AttemptEnd::ClientGone
     }
 
-    fn finish_attempt(&self, ctx: &mut Ctx, mut record: AttemptRecord, started: Instant, outcome: &str) {
+    pub(super) fn finish_attempt(&self, ctx: &mut Ctx, mut record: AttemptRecord, started: Instant, outcome: &str) {
         record.duration = started.elapsed();
         metrics::with(|m| {
             m.attempts.with_label_values(&[record.provider.as_str(), outcome]).inc();
@@ -425,19 +553,18 @@ impl Gateway {
         report_transition(&slot.config.name, transition)
     }
 
-    /// Connects, sends the request and waits for the response head, watching the client.
+    /// Connects, sends the request and waits for the response head.
     async fn exchange(
         &self,
-        session: &mut Session,
         upstream: &Upstream,
         head: RequestHead,
         body: Vec<Bytes>,
         connect_timeout: Duration,
         first_byte: Duration,
-    ) -> Exchange {
+    ) -> Result<(Box<UpstreamSession>, Arc<HttpPeer>), (TransportKind, String)> {
         let peer = match upstream.endpoint.peer(self.clock.now()).await {
             Ok(p) => p,
-            Err(e) => return Exchange::Transport(TransportKind::Dns, e.to_string()),
+            Err(e) => return Err((TransportKind::Dns, e.to_string())),
         };
         let send = async {
             // A pooled connection may have been closed by the provider while idle; such a
@@ -464,16 +591,7 @@ impl Gateway {
                 }
             }
         };
-        // Biased: the upstream first, so the client is only probed (a read syscall) while
-        // the upstream has nothing.
-        tokio::select! {
-            biased;
-            r = send => match r {
-                Ok(up) => Exchange::Head(Box::new(up), peer),
-                Err((kind, detail)) => Exchange::Transport(kind, detail),
-            },
-            _ = client_gone(session) => Exchange::ClientGone,
-        }
+        send.await.map(|up| (Box::new(up), peer))
     }
 
     /// Copies the chosen response to the client as it arrives. SSE streams go event by
@@ -570,15 +688,14 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
         req: &Request<'_>,
-        mut up: Box<UpstreamSession>,
-        peer: Arc<HttpPeer>,
+        (mut up, peer, start): (Box<UpstreamSession>, Arc<HttpPeer>, Bytes),
         (api, kind, model): (ClientApi, &ProviderKind, &str),
         status: StatusCode,
         mut out: HeaderMap,
         started: Instant,
     ) -> Result<AttemptEnd, Box<Error>> {
         let wait = req.route.timeouts.first_byte.min(req.deadline.saturating_duration_since(Instant::now()));
-        let Some(raw) = read_body_limited(&mut up, wait, MAX_USAGE_SCAN).await else {
+        let Some(raw) = read_body_limited(&mut up, wait, MAX_USAGE_SCAN, start).await else {
             session.close_after();
             return Err(Error::explain(ErrorType::ReadError, "provider answer too large, broken or slow"));
         };
@@ -632,9 +749,9 @@ impl Gateway {
 
 /// The permit an attempt holds on its provider's health (a trial slot, in half-open):
 /// released when dropped unless a verdict took it, so no early return can leak a slot.
-struct TrialSlot<'a> {
-    health: &'a ProviderHealth,
-    permit: Option<Permit>,
+pub(super) struct TrialSlot<'a> {
+    pub(super) health: &'a ProviderHealth,
+    pub(super) permit: Option<Permit>,
 }
 
 impl TrialSlot<'_> {
@@ -655,8 +772,16 @@ impl Drop for TrialSlot<'_> {
 /// Logs a health transition and counts it; returns whether the provider was ejected.
 pub fn report_transition(provider: &str, transition: Transition) -> bool {
     match transition {
-        Transition::Ejected { duration, reason } => {
+        Transition::Ejected { duration, reason, capped_hint } => {
             warn!(provider, reason, seconds = duration.as_secs_f64(), "provider ejected");
+            if let Some(asked) = capped_hint {
+                warn!(
+                    provider,
+                    asked_seconds = asked.as_secs_f64(),
+                    seconds = duration.as_secs_f64(),
+                    "provider asked to be left alone longer than eviction.maxDuration; capped"
+                );
+            }
             metrics::with(|m| m.ejections.with_label_values(&[provider, reason]).inc());
             true
         }
@@ -712,7 +837,6 @@ impl BodyChunks {
 
 /// Reads a stream until its first content event, an in-band error, or its early end.
 async fn peek_stream(
-    session: &mut Session,
     up: &mut UpstreamSession,
     wait: Duration,
     translator: &mut Option<Box<dyn StreamTranslator>>,
@@ -721,11 +845,7 @@ async fn peek_stream(
     let mut splitter = Splitter::default();
     let mut seen = BytesMut::new();
     loop {
-        let chunk = tokio::select! {
-            biased;
-            r = tokio::time::timeout_at(deadline, up.read_response_body()) => r,
-            _ = client_gone(session) => return Peek::ClientGone,
-        };
+        let chunk = tokio::time::timeout_at(deadline, up.read_response_body()).await;
         let chunk = match (chunk, translator.as_deref_mut()) {
             (Ok(Ok(Some(data))), Some(t)) => match translate_chunk(t, &data) {
                 Ok(out) => Ok(Ok(Some(out))),
@@ -775,14 +895,51 @@ fn translate_chunk(t: &mut dyn StreamTranslator, data: &[u8]) -> Result<Bytes, p
 }
 
 /// Reads a (failed) response body to the end if it is small; `None` if it is too big,
-/// broken, or slow.
-async fn read_small_body(up: &mut UpstreamSession, wait: Duration) -> Option<Bytes> {
-    read_body_limited(up, wait, MAX_BUFFERED_FAILURE).await
+/// broken, or slow. `start` is what was read of it already.
+async fn read_small_body(up: &mut UpstreamSession, wait: Duration, start: Bytes) -> Option<Bytes> {
+    read_body_limited(up, wait, MAX_BUFFERED_FAILURE, start).await
 }
 
-/// Reads a response body to the end, up to `limit` bytes, within `wait`.
-async fn read_body_limited(up: &mut UpstreamSession, wait: Duration, limit: usize) -> Option<Bytes> {
+/// How far [`read_body_start`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyStart {
+    /// The whole body.
+    Complete,
+    /// The body goes on past what was read.
+    More,
+    /// The body broke or was too slow: the connection is not reusable.
+    Broken,
+}
+
+/// Reads the start of a response body: at least `want` bytes (whole chunks) or all of it,
+/// within `wait`. Nothing read is lost: a caller that delivers the answer sends it first.
+async fn read_body_start(up: &mut UpstreamSession, wait: Duration, want: usize) -> (Bytes, BodyStart) {
     let mut buf = BytesMut::new();
+    let read = async {
+        while buf.len() < want {
+            match up.read_response_body().await {
+                Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+                Ok(None) => return BodyStart::Complete,
+                Err(_) => return BodyStart::Broken,
+            }
+        }
+        if up.response_done() {
+            BodyStart::Complete
+        } else {
+            BodyStart::More
+        }
+    };
+    let end = tokio::time::timeout(wait, read).await.unwrap_or(BodyStart::Broken);
+    (buf.freeze(), end)
+}
+
+/// Reads a response body to the end, up to `limit` bytes, within `wait`; `start` is what
+/// was read of it already.
+async fn read_body_limited(up: &mut UpstreamSession, wait: Duration, limit: usize, start: Bytes) -> Option<Bytes> {
+    if up.response_done() {
+        return Some(start);
+    }
+    let mut buf = BytesMut::from(&start[..]);
     let read = async {
         while let Some(chunk) = up.read_response_body().await.ok()? {
             if buf.len() + chunk.len() > limit {

@@ -8,6 +8,7 @@
 
 mod attempt;
 mod headers;
+mod hedge;
 pub mod verdict;
 
 pub use attempt::report_transition;
@@ -104,6 +105,8 @@ pub struct AttemptRecord {
     pub model: Option<String>,
     /// Request fields the `drop` translation policy removed, comma separated.
     pub dropped: Option<String>,
+    /// In a hedged race: `won` or `lost`.
+    pub race: Option<&'static str>,
 }
 
 /// What one request carries through its attempts.
@@ -146,6 +149,10 @@ impl Gateway {
         }
         self.bodies.set_limit(config.limits.max_buffered_body_bytes);
         let runtime = Runtime::build(config, &self.registry, &self.clients);
+        let now = self.clock.now();
+        for b in &runtime.backends {
+            b.balancer.providers.iter().for_each(|p| p.health.on_reload(now));
+        }
         self.runtime.store(Arc::new(runtime));
         Ok(())
     }
@@ -258,7 +265,9 @@ impl Gateway {
         let mut tried = ProviderSet::default();
         let mut last: Option<Failed> = None;
         let mut retries = 0u32;
-        for attempt in 1..=retry.attempts {
+        let mut attempt = 0;
+        while attempt < retry.attempts {
+            attempt += 1;
             if Instant::now() >= req.deadline {
                 break;
             }
@@ -291,7 +300,16 @@ impl Gateway {
             }
             tried.insert(sel.provider);
             let is_last = attempt == retry.attempts;
-            match self.attempt(session, ctx, &req, sel, is_last).await? {
+            let max_hedge_body = rt.config.limits.max_hedge_body_bytes;
+            let end = match hedge::hedge_for(retry.hedge, req.body.len(), max_hedge_body, is_last) {
+                Some(h) => {
+                    let (end, used) = self.hedged(session, ctx, &req, sel, attempt, h, &mut tried, excluded).await?;
+                    attempt += used - 1;
+                    end
+                }
+                _ => self.attempt(session, ctx, &req, sel, is_last).await?,
+            };
+            match end {
                 AttemptEnd::Delivered => return Ok(()),
                 AttemptEnd::ClientGone => {
                     session.close_after();
@@ -497,6 +515,7 @@ impl Gateway {
                     duration_ms: millis(a.duration),
                     ejected: a.ejected,
                     dropped: a.dropped.as_deref(),
+                    race: a.race,
                 })
                 .collect(),
             error: error_text.as_deref(),

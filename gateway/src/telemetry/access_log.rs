@@ -89,6 +89,9 @@ pub struct AttemptEntry<'a> {
     /// What the `drop` translation policy removed for this attempt (`thinking, cache_control`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped: Option<&'a str>,
+    /// In a hedged race (`retry.hedge`): `won` or `lost`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub race: Option<&'a str>,
 }
 
 pub fn millis(d: std::time::Duration) -> f64 {

@@ -5,8 +5,8 @@
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    exponential_buckets, register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 pub struct Metrics {
@@ -16,6 +16,8 @@ pub struct Metrics {
     pub ejections: IntCounterVec,
     pub floor_kept: IntCounterVec,
     pub provider_state: IntGaugeVec,
+    pub provider_headroom: GaugeVec,
+    pub hedges: IntCounterVec,
     pub request_duration: HistogramVec,
     pub ttfb: HistogramVec,
     pub upstream_duration: HistogramVec,
@@ -54,7 +56,7 @@ fn build() -> Result<Metrics, pingora_prometheus::prometheus::Error> {
         )?,
         ejections: register_int_counter_vec!(
             "switchyard_ejections_total",
-            "Provider ejections by reason (status, transport, timeout, stream, probe).",
+            "Provider ejections by reason (status, transport, timeout, stream, probe, quota).",
             &["provider", "reason"]
         )?,
         floor_kept: register_int_counter_vec!(
@@ -66,6 +68,16 @@ fn build() -> Result<Metrics, pingora_prometheus::prometheus::Error> {
             "switchyard_provider_state",
             "1 for the provider's current state (healthy, trial, ejected), 0 for the others.",
             &["backend", "provider", "state"]
+        )?,
+        provider_headroom: register_gauge_vec!(
+            "switchyard_provider_headroom",
+            "Remaining / limit of the provider's rate-limit budget (requests, tokens) as its last answer announced it.",
+            &["provider", "kind"]
+        )?,
+        hedges: register_int_counter_vec!(
+            "switchyard_hedges_total",
+            "Hedged attempts (retry.hedge), from the hedge's side: won = its content was delivered.",
+            &["outcome"]
         )?,
         request_duration: register_histogram_vec!(
             "switchyard_request_duration_seconds",
