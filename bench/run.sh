@@ -4,7 +4,7 @@
 #   bench/run.sh [options]
 #
 #   -d, --duration SECS   measured time per scenario and proxy (default 10)
-#       --scenarios LIST  comma-separated subset of 1-8 (default 1,2,3,4,5,6,7,8)
+#       --scenarios LIST  comma-separated subset of 1-11 (default all)
 #       --repeat N        measure every scenario N times, alternating which proxy goes
 #                         first; the tables show medians (default 1)
 #       --smoke           1 s per scenario, no pass/fail judgement (CI: the harness works)
@@ -22,7 +22,10 @@
 # ejected; 3 every request meets the failing primary first; 4 1 MiB bodies with failover;
 # 5 time to first byte of a 100-event SSE stream, gateway versus direct; 6 RSS with 1,000
 # open keep-alive connections; 7 the healthy primary over TLS (keep-alive, HTTP/1.1);
-# 8 10,000 concurrent slow SSE streams (an event a second), RSS and CPU.
+# 8 10,000 concurrent slow SSE streams (an event a second), RSS and CPU; against Switchyard's
+# own scenario 1: 9 with 1,000 configured clients and keys, 10 with quota headroom and
+# hedging configured but never triggering, 11 a primary 3 s to its first byte, hedged after
+# 200 ms.
 #
 # The proxy under test (one worker) runs on CPU 0; wrk, bench-load and the mock upstream
 # (nginx returning fixed OpenAI answers) on CPU 1. Everything listens on 127.0.0.1 on free
@@ -37,7 +40,7 @@ for arg in "$@"; do
 done
 
 duration=10
-scenarios="1,2,3,4,5,6,7,8"
+scenarios="1,2,3,4,5,6,7,8,9,10,11"
 repeat=1
 smoke=0
 write_results=0
@@ -81,7 +84,7 @@ if [ "$smoke" = 1 ]; then duration=1; slow_streams=200; slow_events=3; fi
 [[ "$repeat" =~ ^[0-9]+$ && "$repeat" -ge 1 ]] || { echo "run.sh: --repeat must be >= 1" >&2; exit 2; }
 IFS=',' read -r -a selected <<<"$scenarios"
 for s in "${selected[@]}"; do
-  [[ "$s" =~ ^[1-8]$ ]] || { echo "run.sh: unknown scenario '$s' (1-8)" >&2; exit 2; }
+  [[ "$s" =~ ^([1-9]|10|11)$ ]] || { echo "run.sh: unknown scenario '$s' (1-11)" >&2; exit 2; }
 done
 want() { [[ ",$scenarios," == *",$1,"* ]]; }
 profile() { [[ ",$perf_scenarios," == *",$1,"* ]]; }
@@ -266,7 +269,7 @@ render() { # template output: replaces @KEY@ with the value of shell variable KE
 }
 
 for port_var in PORT_OK_A PORT_OK_B PORT_429 PORT_503 PORT_SSE PORT_GATEWAY PORT_ADMIN PORT_PEER \
-  PORT_GATEWAY_TLS PORT_PEER_TLS PORT_SLOW; do
+  PORT_GATEWAY_TLS PORT_PEER_TLS PORT_SLOW PORT_LATE; do
   pick_port "$port_var"
 done
 
@@ -299,7 +302,7 @@ for w in $(children_of "${PIDS[0]}"); do WORKERS+=("$w"); done
 expect_status() { # url want body_file -> dies unless the status is `want`
   local got
   got="$(curl -sk -D "$WORK/curl.head" -o "$WORK/curl.out" -w '%{http_code}' \
-    -H 'content-type: application/json' --data-binary "@$3" "$1")" || true
+    -H 'content-type: application/json' -H 'authorization: Bearer sk-bench' --data-binary "@$3" "$1")" || true
   [ "$got" = "$2" ] || die "$1 answered $got, expected $2: $(head -c 300 "$WORK/curl.out")"
 }
 expect_status "http://127.0.0.1:$PORT_OK_A/v1/chat/completions" 200 "$BODY_CHAT"
@@ -314,8 +317,14 @@ RETRY_EJECT='{attempts: 2}'
 HEALTH_NEVER='{unhealthyCondition: "false"}'
 RETRY_ALWAYS='{attempts: 2, onStatus: [429, 503]}'
 
+# Scenario 9: 1,000 clients; wrk's `Authorization: Bearer sk-bench` is the last one's key.
+CLIENTS_1000="clients: [$(for i in $(seq 1 999); do
+  printf '{name: c%d, key: {sha256: %s}}, ' "$i" "$(printf 'sk-client-%d' "$i" | sha256sum | cut -d' ' -f1)"
+done){name: bench, key: {sha256: $(printf 'sk-bench' | sha256sum | cut -d' ' -f1)}}]"
+
 configure() { # scenario: sets the upstreams and policies of both proxies
   BUFFERING=on
+  CLIENTS=
   case "$1" in
     1|6) PORT_PRIMARY=$PORT_OK_A; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT
          PRIMARY="127.0.0.1:$PORT_OK_A max_fails=1 fail_timeout=60s" ;;
@@ -329,6 +338,13 @@ configure() { # scenario: sets the upstreams and policies of both proxies
          PRIMARY="127.0.0.1:$PORT_OK_A max_fails=1 fail_timeout=60s" ;;
     8)   PORT_PRIMARY=$PORT_SLOW; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT; BUFFERING=off
          PRIMARY="127.0.0.1:$PORT_SLOW max_fails=1 fail_timeout=60s" ;;
+    9)   PORT_PRIMARY=$PORT_OK_A; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT; CLIENTS="$CLIENTS_1000"
+         PRIMARY="127.0.0.1:$PORT_OK_A" ;;
+    10)  PORT_PRIMARY=$PORT_OK_A; RETRY='{attempts: 2, hedge: {after: 2s, maxExtra: 1}}'
+         HEALTH='{eviction: {duration: 1s, consecutiveFailures: 1}, headroom: {minRemainingPercent: 5}}'
+         PRIMARY="127.0.0.1:$PORT_OK_A" ;;
+    11)  PORT_PRIMARY=$PORT_LATE; HEALTH=$HEALTH_NEVER; RETRY='{attempts: 2, hedge: {after: 200ms, maxExtra: 1}}'
+         PRIMARY="127.0.0.1:$PORT_LATE" ;;
   esac
   PORT_BACKUP=$PORT_OK_B
   BACKUP="127.0.0.1:$PORT_OK_B"
@@ -336,7 +352,7 @@ configure() { # scenario: sets the upstreams and policies of both proxies
 
 check_provider() { # scenario: the first answer through Switchyard names the expected provider
   local want=primary got attempts
-  case "$1" in 2|3|4) want=backup ;; esac
+  case "$1" in 2|3|4|11) want=backup ;; esac
   got="$(awk -F': *' 'tolower($1) == "x-switchyard-provider" { sub(/\r$/, "", $2); print $2 }' "$WORK/curl.head")"
   attempts="$(awk -F': *' 'tolower($1) == "x-switchyard-attempts" { sub(/\r$/, "", $2); print $2 }' "$WORK/curl.head")"
   if [ "$got" != "$want" ]; then
@@ -493,6 +509,20 @@ scenario_wrk() { # scenario body round
   for who in "${order[@]}"; do measure_wrk "$1" "$who" "$2"; done
 }
 
+# Scenarios 9-11 compare Switchyard with its own scenario 1 (no nginx counterpart).
+scenario_self() { # scenario
+  local late=""
+  if [ "$1" = 11 ]; then
+    taskset -c "$LOAD_CPU" "$MOCK" --name late --listen "127.0.0.1:$PORT_LATE" --delay-ms 3000 \
+      >>"$WORK/mock-late.log" 2>&1 &
+    late=$!
+    PIDS+=("$late")
+    wait_port "$PORT_LATE" "late mock"
+  fi
+  measure_wrk "$1" sy "$BODY_CHAT"
+  if [ -n "$late" ]; then stop_pid "$late"; forget_pid "$late"; fi
+}
+
 # ---------------------------------------------------------------- scenario 5: TTFB
 scenario_ttfb() {
   local line who
@@ -584,9 +614,12 @@ names=([1]="Healthy primary" [2]="Primary answers 429 and is ejected"
        [5]="Streaming: time to first byte, 100-event SSE"
        [6]="1,000 concurrent keep-alive connections"
        [7]="Healthy primary over TLS (HTTP/1.1 keep-alive)"
-       [8]="$slow_streams concurrent slow SSE streams (an event a second)")
+       [8]="$slow_streams concurrent slow SSE streams (an event a second)"
+       [9]="Healthy primary, 1,000 configured clients, every request authenticated"
+       [10]="Healthy primary, quota headroom and hedging configured (never triggering)"
+       [11]="Primary 3 s to its first byte, hedged after 200 ms")
 for ((round = 1; round <= repeat; round++)); do
-  for s in 1 2 3 4 5 6 7 8; do
+  for s in 1 2 3 4 5 6 7 8 9 10 11; do
     want "$s" || continue
     log "scenario $s (round $round/$repeat): ${names[$s]}"
     case "$s" in
@@ -595,6 +628,7 @@ for ((round = 1; round <= repeat; round++)); do
       5) scenario_ttfb ;;
       6) scenario_hold "$round" ;;
       8) scenario_streams "$round" ;;
+      9|10|11) scenario_self "$s" ;;
     esac
   done
 done
@@ -742,6 +776,34 @@ report_streams() {
   SUMMARY+=("| 8 | $slow_streams slow streams: RSS ≤ 2× nginx, no errors | $(ratio "$rs" "$rn") RSS, CPU $(med 8.sy.cpu_pct)% vs $(med 8.ng.cpu_pct)%, $(sum 8.sy.errors) errors | $v |")
 }
 
+report_self() { # scenario
+  local s="$1" rs r1 p99 p991
+  rs="$(med "$s.sy.rps")"; r1="$(med 1.sy.rps)"; p99="$(med "$s.sy.p99")"; p991="$(med 1.sy.p99)"
+  echo "### $s. ${names[$s]}"
+  echo
+  echo "| switchyard | req/s | p50 | p99 | errors |"
+  echo "|---|--:|--:|--:|--:|"
+  echo "| scenario $s | $(int "$rs") | $(ms "$(med "$s.sy.p50")") | $(ms "$p99") | $(sum "$s.sy.errors") |"
+  echo "| scenario 1 | $(int "$r1") | $(ms "$(med 1.sy.p50)") | $(ms "$p991") | $(sum 1.sy.errors) |"
+  echo
+  local ok=1 target measured
+  case "$s" in
+    9|10) local f=0.95; [ "$s" = 10 ] && f=0.97
+       target="req/s ≥ ${f}× Switchyard's scenario 1"
+       measured="$(ratio "$rs" "$r1")"
+       [ -n "$r1" ] && ge "$rs" "$(awk -v v="$r1" -v f="$f" 'BEGIN { print f * v }')" && [ "$(sum "$s.sy.errors")" = 0 ] && ok=0 ;;
+    11) target="p99 within 300 ms of scenario 1's (healthy provider)"
+       measured="p99 $(ms "$p99") vs $(ms "$p991")"
+       [ -n "$p991" ] && ge "$(awk -v v="$p991" 'BEGIN { print v + 300000 }')" "$p99" && [ "$(sum 11.sy.errors)" = 0 ] && ok=0 ;;
+  esac
+  [ -n "$r1" ] || ok=2
+  local v
+  if [ "$ok" = 2 ]; then v="not judged (needs scenario 1)"; else v="$(verdict "$ok")"; fi
+  echo "Target: $target — $v ($measured)"
+  echo
+  SUMMARY+=("| $s | $target | $measured | $v |")
+}
+
 REPORT="$WORK/report.md"
 {
   for s in 1 2 3 4; do
@@ -751,6 +813,9 @@ REPORT="$WORK/report.md"
   if want 6; then report_hold; fi
   if want 7; then report_wrk 7; fi
   if want 8; then report_streams; fi
+  for s in 9 10 11; do
+    if want "$s"; then report_self "$s"; fi
+  done
   echo "### Targets"
   echo
   echo "| # | target | measured | result |"
