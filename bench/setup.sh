@@ -18,7 +18,8 @@ for arg in "$@"; do
 done
 
 need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)   # with its TLS module (scenario 7)
+command -v openssl >/dev/null || need+=(openssl)      # the test certificate of scenario 7
 command -v wrk >/dev/null || need+=(wrk)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
