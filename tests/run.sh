@@ -37,6 +37,9 @@ export SWITCHYARD_SDK_PYTHON="$PWD/$venv/bin/python"
 # (installs nginx and wrk, builds the release binaries).
 bench/smoke.sh
 
+# The code as the project keeps it: formatted, and clippy-clean with warnings as errors.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 log="$(mktemp)"
 status=0
