@@ -98,7 +98,7 @@ impl GatewayError {
             504 => "timeout_error",
             _ => "api_error",
         };
-        json!({"type": "error", "error": {"type": kind, "message": self.to_string()}}).to_string().into_bytes()
+        crate::providers::anthropic::error_envelope(kind, &self.to_string()).to_string().into_bytes()
     }
 }
 

@@ -252,7 +252,7 @@ impl Refusal {
                 Refusal::RouteNotAllowed { .. } => "permission_error",
                 Refusal::Limited { .. } => "rate_limit_error",
             };
-            json!({"type": "error", "error": {"type": kind, "message": message}})
+            crate::providers::anthropic::error_envelope(kind, &message)
         } else {
             let (kind, code) = match self {
                 Refusal::MissingKey | Refusal::UnknownKey => ("invalid_request_error", "invalid_api_key"),

@@ -462,7 +462,13 @@ fn error_type(class: ErrorClass) -> &'static str {
 
 /// `{"type":"error","error":{"type","message"}}`.
 pub fn error_value(info: &ErrorInfo) -> Value {
-    json!({"type": "error", "error": {"type": error_type(info.class()), "message": info.message}})
+    error_envelope(error_type(info.class()), &info.message)
+}
+
+/// Anthropic's error shape, `{"type":"error","error":{"type": kind,"message": message}}`: the
+/// one builder for provider errors, gateway errors and client refusals alike.
+pub fn error_envelope(kind: &str, message: &str) -> Value {
+    json!({"type": "error", "error": {"type": kind, "message": message}})
 }
 
 // ---- streams: Anthropic provider → events -----------------------------------------------

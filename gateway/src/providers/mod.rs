@@ -523,7 +523,7 @@ pub fn mid_stream_error(client: Option<ClientApi>, detail: &str) -> Bytes {
     let message = format!("provider failed mid-stream: {}", detail.trim());
     let text = match client {
         Some(ClientApi::AnthropicMessages) => {
-            let data = json!({"type": "error", "error": {"type": "api_error", "message": message}});
+            let data = anthropic::error_envelope("api_error", &message);
             format!("event: error\ndata: {data}\n\n")
         }
         Some(ClientApi::OpenAiResponses) => responses::mid_stream_error(&message),
