@@ -125,7 +125,10 @@ impl AdminApp {
                 })
                 .collect::<Vec<_>>()
         });
-        json!({"backends": backends, "clients": clients})
+        let fleet = self.gateway.fleet().map(|f| {
+            json!({"name": f.name, "instance": f.instance, "connected": f.connected()})
+        });
+        json!({"backends": backends, "clients": clients, "fleet": fleet})
     }
 
     /// Sets the provider state gauges from live health, then renders every metric.

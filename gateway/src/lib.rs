@@ -7,6 +7,7 @@
 //! [`http1`] (HTTP/1.1 to providers), [`runtime`] (the swappable per-config
 //! state), [`proxy`] (the request path),
 //! [`clients`] (client keys, route allow-lists, request and token limits),
+//! [`fleet`] (ejections and client limits shared through Redis, health across upgrades),
 //! [`admin`] (the admin listener), [`server`] (assembling the Pingora server).
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod clients;
 pub mod config;
 pub mod edge;
 pub mod error;
+pub mod fleet;
 pub mod health;
 pub mod http1;
 pub mod import;

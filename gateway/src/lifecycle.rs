@@ -5,6 +5,7 @@
 
 use crate::config;
 use crate::edge::tls::CertStore;
+use crate::fleet::handoff::HandoffWriter;
 use crate::proxy::Gateway;
 use crate::telemetry::metrics;
 use async_trait::async_trait;
@@ -75,6 +76,8 @@ impl Reloader {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         notify(&[sd_notify::NotifyState::Reloading]);
         let result = self.apply();
+        // Even when the new file is refused: logrotate's SIGHUP must move the access log.
+        self.gateway.reopen_access_log();
         notify(&[sd_notify::NotifyState::Ready]);
         let label = if result.is_ok() { "success" } else { "failure" };
         metrics::with(|m| m.reloads.with_label_values(&[label]).inc());
@@ -98,8 +101,9 @@ impl Reloader {
             || new.admin_listen != old.admin_listen
             || new.threads != old.threads
             || new.limits.max_connections != old.limits.max_connections
+            || new.fleet != old.fleet
         {
-            warn!("listen, admin.listen, threads and limits.maxConnections changes take effect on the next binary upgrade (SIGUSR2), not on reload");
+            warn!("listen, admin.listen, threads, limits.maxConnections and fleet changes take effect on the next binary upgrade (SIGUSR2), not on reload");
         }
         // Certificates and keys are read again (certbot renewals): loading the config
         // checked every pair, so a bad one was refused above and the old pairs stay.
@@ -182,6 +186,10 @@ impl BackgroundService for Signals {
                 _ = usr2.recv() => {
                     info!("SIGUSR2: starting the new binary for a graceful upgrade");
                     start_draining();
+                    // The new process reads provider health before it serves.
+                    if let Some(handoff) = self.reloader.gateway.handoff() {
+                        HandoffWriter::write_now(&self.reloader.gateway, handoff);
+                    }
                     match self.upgrade.run() {
                         Ok(pid) => info!(new_pid = pid, "handing listening sockets to the new process"),
                         Err(e) => error!(error = %e, "upgrade failed; still serving"),
@@ -198,6 +206,7 @@ impl BackgroundService for Signals {
 pub struct Lifecycle {
     pub listen: Vec<SocketAddr>,
     pub drain_timeout: Duration,
+    pub gateway: Arc<Gateway>,
 }
 
 #[async_trait]
@@ -227,6 +236,7 @@ impl BackgroundService for Lifecycle {
         } else {
             info!(drained_in_ms = started.elapsed().as_millis() as u64, "drained; exiting");
         }
+        self.gateway.flush_access_log(Duration::from_secs(2));
         std::process::exit(0);
     }
 }

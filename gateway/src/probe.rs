@@ -76,6 +76,7 @@ impl BackgroundService for Prober {
                                 backend.balancer.may_eject(slot.group, now)
                             })
                         });
+                        gateway.announce(backend, slot, transition);
                         crate::proxy::report_transition(&slot.config.name, transition);
                     });
                 }

@@ -5,6 +5,8 @@ use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::edge::tls::CertStore;
 use crate::edge::Edge;
+use crate::fleet::handoff::{self, Handoff, HandoffWriter};
+use crate::fleet::FleetService;
 use crate::lifecycle::{Lifecycle, Reloader, Signals, UpgradeCommand};
 use crate::probe::Prober;
 use crate::proxy::{Gateway, Proxy};
@@ -51,7 +53,21 @@ pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, 
     let listen = config.listen.clone();
     let admin = config.admin_listen;
     let drain_timeout = config.drain_timeout;
-    let gateway = Arc::new(Gateway::new(config)?);
+    let handoff = Arc::new(Handoff::for_socket(&opts.upgrade_sock));
+    let gateway = Arc::new(Gateway::new(config, Some(handoff.clone()))?);
+    // Before serving: the health of the process this one replaces, then the fleet's.
+    if opts.upgrade {
+        handoff::take_over(&gateway, &handoff);
+    }
+    if let Some(fleet) = gateway.fleet().cloned() {
+        let loaded = fleet.load();
+        fleet.loaded(&loaded);
+        for record in loaded.iter().flatten() {
+            gateway.apply_record(record, "fleet");
+        }
+        server.add_service(background_service("fleet", FleetService { fleet, gateway: gateway.clone() }));
+    }
+    server.add_service(background_service("health handoff", HandoffWriter { gateway: gateway.clone(), handoff }));
 
     let mut proxy = Service::new("switchyard".to_string(), Edge::new(Arc::new(Proxy(gateway.clone()))));
     let mut certs = Vec::new();
@@ -76,7 +92,7 @@ pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, 
     let upgrade = UpgradeCommand { config: opts.config_path.clone(), upgrade_sock: opts.upgrade_sock.clone() };
     server.add_service(background_service("signals", Signals { reloader: reloader.clone(), upgrade }));
     let addrs = listen.iter().map(|l| l.addr).collect();
-    server.add_service(background_service("lifecycle", Lifecycle { listen: addrs, drain_timeout }));
+    server.add_service(background_service("lifecycle", Lifecycle { listen: addrs, drain_timeout, gateway: gateway.clone() }));
 
     if let Some(addr) = admin {
         let app = AdminApp { gateway: gateway.clone(), reloader };

@@ -163,22 +163,36 @@ impl ClientTable {
     /// The whole decision for a request on route `route` at `now`: who it is, whether it
     /// may use the route, whether it is over a limit (a request admitted is counted).
     pub fn admit(&self, headers: &HeaderMap, route: &Route, route_index: usize, now: Millis) -> Admission {
+        match self.check(headers, route, route_index) {
+            // Counted for every client (`/status` shows the window); limited only with limits.
+            Ok(client) => ClientTable::decide(client, &client.counter.admit(now, &client.limits)),
+            Err(refused) => refused,
+        }
+    }
+
+    /// The first half of [`ClientTable::admit`]: who it is and whether it may use the route.
+    /// `Err` is the admission that refuses the request.
+    pub fn check(&self, headers: &HeaderMap, route: &Route, route_index: usize) -> Result<&Arc<Client>, Admission> {
         let client = match self.identify(headers) {
             Ok(c) => c,
-            Err(r) => return Admission { client: None, refusal: Some(r), rate: None },
+            Err(r) => return Err(Admission { client: None, refusal: Some(r), rate: None }),
         };
         if !client.may_use(route_index) {
             let refusal = Refusal::RouteNotAllowed { client: client.name.clone(), route: route.name.clone() };
-            return Admission { client: Some(client.clone()), refusal: Some(refusal), rate: None };
+            return Err(Admission { client: Some(client.clone()), refusal: Some(refusal), rate: None });
         }
-        // Counted for every client (`/status` shows the window); limited only with limits.
-        let verdict = client.counter.admit(now, &client.limits);
+        Ok(client)
+    }
+
+    /// The second half: the admission of `client` on a limit verdict (counted wherever the
+    /// verdict came from: this process or the fleet).
+    pub fn decide(client: &Arc<Client>, verdict: &Verdict) -> Admission {
         let refusal = verdict.limited.map(|limit| Refusal::Limited {
             client: client.name.clone(),
             limit,
             retry_after_secs: verdict.retry_after_ms().div_ceil(1000).max(1),
         });
-        let rate = client.limits.any().then(|| rate_headers(&client.limits, &verdict));
+        let rate = client.limits.any().then(|| rate_headers(&client.limits, verdict));
         Admission { client: Some(client.clone()), refusal, rate }
     }
 }

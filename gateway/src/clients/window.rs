@@ -193,6 +193,8 @@ pub trait Counter: Send + Sync + fmt::Debug {
     fn admit(&self, now: Millis, limits: &ClientLimits) -> Verdict;
     /// Adds the tokens of an answer that completed at `now`.
     fn add_tokens(&self, now: Millis, tokens: u64);
+    /// Counts a request admitted elsewhere (by the fleet's shared counts).
+    fn count(&self, now: Millis);
     /// Requests and tokens in the window at `now`.
     fn usage(&self, now: Millis) -> Usage;
 }
@@ -214,6 +216,10 @@ impl Counter for LocalCounter {
 
     fn add_tokens(&self, now: Millis, tokens: u64) {
         self.buckets().add(now, 0, tokens);
+    }
+
+    fn count(&self, now: Millis) {
+        self.buckets().add(now, 1, 0);
     }
 
     fn usage(&self, now: Millis) -> Usage {

@@ -105,6 +105,17 @@ pub struct Config {
     pub backends: Vec<Arc<Backend>>,
     /// `clients`: `None` means no client authentication.
     pub clients: Option<Vec<ClientConfig>>,
+    /// `fleet`: `None` means this instance keeps its state to itself.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `fleet`: where instances of the same name share ejections and client limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    pub name: String,
+    /// `redis://` or `rediss://` URL, as written (without the password given apart).
+    pub url: String,
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -612,6 +623,7 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
     if clients.is_some() {
         refuse_passthrough(&backends, cx);
     }
+    let fleet = raw.fleet.and_then(|f| build_fleet(f, cx));
 
     Some(Config {
         listen,
@@ -625,7 +637,32 @@ fn build(doc: Value, cx: &mut Errors) -> Option<Config> {
         routes,
         backends,
         clients,
+        fleet,
     })
+}
+
+fn build_fleet(raw: raw::RawFleet, cx: &mut Errors) -> Option<FleetConfig> {
+    let name_ok = !raw.name.is_empty()
+        && raw.name.len() <= 64
+        && raw.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !name_ok {
+        cx.push("fleet.name", format!("invalid fleet name {:?}; use 1 to 64 letters, digits, '.', '_' or '-'", raw.name));
+    }
+    let url = raw.redis.url.trim().to_string();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        cx.push("fleet.redis.url", format!("invalid URL {url:?}; expected redis://HOST:PORT[/DB] or rediss://"));
+    } else if let Err(e) = redis::Client::open(url.as_str()) {
+        cx.push("fleet.redis.url", format!("invalid URL {url:?}: {e}"));
+    }
+    let password = match raw.redis.password.as_ref().map(read_secret) {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            cx.push("fleet.redis.password", e);
+            None
+        }
+        None => None,
+    };
+    name_ok.then_some(FleetConfig { name: raw.name, url, password })
 }
 
 fn build_clients(list: Vec<Value>, route_names: &BTreeSet<String>, cx: &mut Errors) -> Vec<ClientConfig> {

@@ -33,6 +33,26 @@ pub struct RawConfig {
     /// Each item is a [`RawClient`], read one by one. Absent: no client authentication.
     #[serde(default)]
     pub clients: Option<Vec<Value>>,
+    /// Instances sharing ejections and client limits through Redis.
+    #[serde(default)]
+    pub fleet: Option<RawFleet>,
+}
+
+/// `fleet`: instances with the same name share state in one Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawFleet {
+    pub name: String,
+    pub redis: RawRedis,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRedis {
+    /// `redis://host:port/db` or `rediss://` for TLS.
+    pub url: String,
+    #[serde(default)]
+    pub password: Option<RawSecret>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -112,8 +112,9 @@ pub enum Transition {
     },
     /// Ejection was due, but the group's `maxEjectionPercent` floor kept the provider in.
     KeptByFloor,
-    /// A trial succeeded often enough: back in rotation.
-    Restored,
+    /// A trial succeeded often enough (or probes recovered): back in rotation. `ended` is
+    /// the end of the ejection it followed.
+    Restored { ended: Millis },
 }
 
 /// What a selection got from a provider: an ordinary slot, or one of the trial slots.
@@ -138,6 +139,31 @@ impl Phase {
             Phase::Ejected => "ejected",
             Phase::Trial => "trial",
         }
+    }
+}
+
+/// An ejection as another process needs it: its end (monotonic, of this process), why, and
+/// the growth streak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shared {
+    /// Monotonic ms of this process at which the ejection ends (past: on trial).
+    pub until: Millis,
+    pub reason: FailureKind,
+    pub streak: u32,
+}
+
+impl FailureKind {
+    /// The kind a metrics reason names (statuses lose their code).
+    pub fn from_reason(reason: &str) -> Option<FailureKind> {
+        Some(match reason {
+            "status" => FailureKind::Status(0),
+            "transport" => FailureKind::Transport,
+            "timeout" => FailureKind::Timeout,
+            "stream" => FailureKind::Stream,
+            "probe" => FailureKind::Probe,
+            "quota" => FailureKind::Quota,
+            _ => return None,
+        })
     }
 }
 
@@ -380,7 +406,7 @@ impl ProviderHealth {
                     s.ramp_start = (!recovery.ramp_up.is_zero()).then_some(now);
                     self.ejected_until.store(0, Ordering::Release);
                     self.update_clean(&s, now, recovery);
-                    return Transition::Restored;
+                    return Transition::Restored { ended: until };
                 }
                 self.update_clean(&s, now, recovery);
                 Transition::Nothing
@@ -472,7 +498,7 @@ impl ProviderHealth {
                 s.trial_in_flight = 0;
                 s.trial_successes = 0;
                 self.ejected_until.store(0, Ordering::Release);
-                return Transition::Restored;
+                return Transition::Restored { ended: until };
             }
             return Transition::Nothing;
         }
@@ -494,6 +520,62 @@ impl ProviderHealth {
         let ramping = ramp_weight(s.ramp_start, now, recovery) < 1.0;
         let clean = s.consecutive_failures == 0 && s.trial_in_flight == 0 && !ramping;
         self.clean.store(clean, Ordering::Release);
+    }
+
+    /// The ejection in force (or the trial after it) for sharing with other processes:
+    /// `None` while the provider is in rotation.
+    pub fn shared(&self) -> Option<Shared> {
+        let s = self.lock();
+        let until = self.ejected_until.load(Ordering::Acquire);
+        (until != 0).then(|| Shared {
+            until,
+            reason: s.ejection_reason.unwrap_or(FailureKind::Status(0)),
+            streak: s.streak,
+        })
+    }
+
+    /// Takes over an ejection another process decided (a fleet peer, or the process this
+    /// one upgraded from). The later end wins and the longer streak is kept, so growth is
+    /// judged on the shared history; an `until` already passed puts the provider on trial.
+    /// Returns whether anything changed.
+    pub fn apply_shared(&self, shared: &Shared) -> bool {
+        let mut s = self.lock();
+        let until = self.ejected_until.load(Ordering::Acquire);
+        let streak = s.streak.max(shared.streak);
+        let later = until == 0 || shared.until > until;
+        if !later && streak == s.streak {
+            return false;
+        }
+        s.streak = streak;
+        if later {
+            s.ejection_reason = Some(shared.reason);
+            s.consecutive_failures = 0;
+            s.trial_successes = 0;
+            s.ramp_start = None;
+            s.ejected_by_probe = shared.reason == FailureKind::Probe;
+            self.clean.store(false, Ordering::Release);
+            self.ejected_until.store(shared.until.max(1), Ordering::Release);
+        }
+        true
+    }
+
+    /// Puts the provider back in rotation because a trial succeeded elsewhere (a fleet
+    /// peer), unless its ejection ends after `latest` (it was ejected again since). Returns
+    /// whether it was out.
+    pub fn apply_restore(&self, latest: Millis, now: Millis, recovery: &Recovery) -> bool {
+        let mut s = self.lock();
+        let until = self.ejected_until.load(Ordering::Acquire);
+        if until == 0 || until > latest {
+            return false;
+        }
+        s.streak = 0;
+        s.consecutive_failures = 0;
+        s.trial_successes = 0;
+        s.ejected_by_probe = false;
+        s.ramp_start = (!recovery.ramp_up.is_zero()).then_some(now);
+        self.ejected_until.store(0, Ordering::Release);
+        self.update_clean(&s, now, recovery);
+        true
     }
 
     /// Logs a malformed hint only the first time per provider.
@@ -569,6 +651,52 @@ mod tests {
     const SEC: Millis = 1_000;
 
     #[test]
+    fn shared_ejections_keep_the_later_end_and_the_longer_streak() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        assert_eq!(h.shared(), None);
+        h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        let mine = h.shared().unwrap();
+        assert_eq!((mine.until, mine.streak), (T0 + 10 * SEC, 1));
+        // A peer's shorter ejection changes nothing; its longer streak is kept.
+        let shorter = Shared { until: T0 + 5 * SEC, reason: FailureKind::Transport, streak: 3 };
+        assert!(h.apply_shared(&shorter));
+        assert_eq!(h.shared().unwrap(), Shared { until: T0 + 10 * SEC, reason: FailureKind::Status(429), streak: 3 });
+        assert!(!h.apply_shared(&shorter), "nothing new");
+        // A later one wins, and growth goes on from the shared streak.
+        let later = Shared { until: T0 + 30 * SEC, reason: FailureKind::Quota, streak: 3 };
+        assert!(h.apply_shared(&later));
+        assert_eq!(h.snapshot(T0, &r).ejection_reason, Some("quota"));
+        let t = T0 + 30 * SEC;
+        let p = h.acquire(t, &r, false).unwrap();
+        assert_eq!(p, Permit::Trial, "an ended shared ejection means trial");
+        match h.record(&fail(None), p, t, &e, &r, || true) {
+            Transition::Ejected { duration, .. } => assert_eq!(duration, Duration::from_secs(80), "10s x 2^3"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_past_shared_ejection_puts_a_healthy_provider_on_trial() {
+        let h = ProviderHealth::default();
+        let r = recovery(1, 0);
+        assert!(h.apply_shared(&Shared { until: T0 - 1, reason: FailureKind::Status(0), streak: 1 }));
+        assert_eq!(h.snapshot(T0, &r).phase, Phase::Trial);
+    }
+
+    #[test]
+    fn a_peer_restore_ends_only_the_ejection_it_followed() {
+        let h = ProviderHealth::default();
+        let (e, r) = (eviction(10, 1), recovery(1, 0));
+        h.record(&fail(None), Permit::Normal, T0, &e, &r, || true);
+        assert!(!h.apply_restore(T0 + 5 * SEC, T0, &r), "ejected again since: kept");
+        assert!(h.apply_restore(T0 + 10 * SEC, T0 + 10 * SEC, &r));
+        assert_eq!(h.snapshot(T0 + 10 * SEC, &r).phase, Phase::Healthy);
+        assert_eq!(h.snapshot(T0 + 10 * SEC, &r).streak, 0);
+        assert!(!h.apply_restore(T0 + 10 * SEC, T0 + 10 * SEC, &r), "already in rotation");
+    }
+
+    #[test]
     fn ejects_at_exactly_consecutive_failures() {
         let h = ProviderHealth::default();
         let (e, r) = (eviction(10, 3), recovery(1, 0));
@@ -634,7 +762,7 @@ mod tests {
         assert_eq!(h.acquire(later, &r, false), None, "second concurrent request goes elsewhere");
         assert!(!h.is_available(later, &r));
         assert_eq!(h.snapshot(later, &r).phase, Phase::Trial);
-        assert_eq!(h.record(&Outcome::Success, Permit::Trial, later, &e, &r, || true), Transition::Restored);
+        assert!(matches!(h.record(&Outcome::Success, Permit::Trial, later, &e, &r, || true), Transition::Restored { .. }));
         assert_eq!(h.acquire(later, &r, false), Some(Permit::Normal));
         assert_eq!(h.snapshot(later, &r).phase, Phase::Healthy);
     }
@@ -692,7 +820,7 @@ mod tests {
         let b = h.acquire(later, &r, false).unwrap();
         assert_eq!(h.acquire(later, &r, false), None);
         assert_eq!(h.record(&Outcome::Success, a, later, &e, &r, || true), Transition::Nothing);
-        assert_eq!(h.record(&Outcome::Success, b, later, &e, &r, || true), Transition::Restored);
+        assert!(matches!(h.record(&Outcome::Success, b, later, &e, &r, || true), Transition::Restored { .. }));
     }
 
     #[test]
@@ -727,7 +855,7 @@ mod tests {
             Transition::Ejected { duration: Duration::from_secs(10), reason: "probe", capped_hint: None }
         );
         assert_eq!(h.record_probe(true, "", T0 + SEC, (2, 2), &e, || true), Transition::Nothing);
-        assert_eq!(h.record_probe(true, "", T0 + 2 * SEC, (2, 2), &e, || true), Transition::Restored);
+        assert!(matches!(h.record_probe(true, "", T0 + 2 * SEC, (2, 2), &e, || true), Transition::Restored { .. }));
         assert!(h.ejected_until(T0 + 2 * SEC).is_none());
     }
 
@@ -805,7 +933,7 @@ mod tests {
         let t = h.record(&quota(), p, later, &e, &r, || true);
         assert_eq!(t, Transition::Ejected { duration: hour, reason: "quota", capped_hint: None });
         let p = h.acquire(later + 3600 * SEC, &r, false).unwrap();
-        assert_eq!(h.record(&Outcome::Success, p, later + 3600 * SEC, &e, &r, || true), Transition::Restored);
+        assert!(matches!(h.record(&Outcome::Success, p, later + 3600 * SEC, &e, &r, || true), Transition::Restored { .. }));
         assert_eq!(h.snapshot(later + 3600 * SEC, &r).ejection_reason, None);
     }
 

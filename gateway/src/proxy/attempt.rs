@@ -550,6 +550,7 @@ impl Gateway {
                 backend.balancer.may_eject(slot.group, now)
             })
         });
+        self.announce(backend, slot, transition);
         report_transition(&slot.config.name, transition)
     }
 
@@ -790,7 +791,7 @@ pub fn report_transition(provider: &str, transition: Transition) -> bool {
             metrics::with(|m| m.floor_kept.with_label_values(&[provider]).inc());
             false
         }
-        Transition::Restored => {
+        Transition::Restored { .. } => {
             info!(provider, "provider restored");
             false
         }

@@ -9,6 +9,7 @@
 mod attempt;
 mod headers;
 mod hedge;
+mod shared;
 pub mod verdict;
 
 pub use attempt::report_transition;
@@ -23,6 +24,8 @@ use crate::edge::checks::{self, Refusal};
 use crate::edge::session::ClientSession as Session;
 use crate::edge::{refuse, Handler};
 use crate::error::GatewayError;
+use crate::fleet::handoff::Handoff;
+use crate::fleet::Fleet;
 use crate::health::{Clock, SystemClock};
 use crate::providers::ClientApi;
 use crate::runtime::{BackendRuntime, HealthRegistry, Runtime};
@@ -54,6 +57,10 @@ pub struct Gateway {
     access_log: ArcSwap<AccessLog>,
     /// Request bodies held in memory by all requests (`limits.maxBufferedBodyBytes`).
     bodies: Arc<BodyBudget>,
+    /// Shared state with the other instances of `fleet.name`, when configured.
+    fleet: Option<Arc<Fleet>>,
+    /// Health handed to the next process of a binary upgrade.
+    handoff: Option<Arc<Handoff>>,
 }
 
 /// Per-request state.
@@ -124,7 +131,13 @@ struct Request<'a> {
 
 impl Gateway {
     /// Builds the gateway for `config`. Fails only if the access log cannot be opened.
-    pub fn new(config: Config) -> std::io::Result<Gateway> {
+    /// `handoff`: where this process keeps its provider health for the next one (a binary
+    /// upgrade).
+    pub fn new(config: Config, handoff: Option<Arc<Handoff>>) -> std::io::Result<Gateway> {
+        let fleet = match &config.fleet {
+            Some(f) => Some(Arc::new(Fleet::new(f).map_err(std::io::Error::other)?)),
+            None => None,
+        };
         let access_log = AccessLog::open(&config.access_log)?;
         let registry = HealthRegistry::default();
         let clients = ClientRegistry::default();
@@ -138,6 +151,8 @@ impl Gateway {
             clock: SystemClock,
             access_log: ArcSwap::from_pointee(access_log),
             bodies,
+            fleet,
+            handoff,
         })
     }
 
@@ -165,6 +180,41 @@ impl Gateway {
         &self.connector
     }
 
+    /// A client's limit verdict: from the fleet's shared counts when a fleet is configured
+    /// and answers within its budget, from this process's counts otherwise.
+    async fn client_verdict(&self, client: &Client) -> clients::Verdict {
+        let now = self.clock.now();
+        if let Some(fleet) = self.fleet.as_ref().filter(|_| client.limits.any()) {
+            let wall = crate::fleet::state::Clocks::now().wall;
+            if let Some(verdict) = fleet.admit(&client.name, &client.limits, wall).await {
+                if verdict.limited.is_none() {
+                    client.counter.count(now);
+                }
+                return verdict;
+            }
+        }
+        client.counter.admit(now, &client.limits)
+    }
+
+    /// Opens the access log file again by its path (logrotate moved it).
+    pub fn reopen_access_log(&self) {
+        self.access_log.load().reopen();
+    }
+
+    /// Waits (at most `timeout`) until the access log lines of requests served so far are
+    /// written: before the process exits.
+    pub fn flush_access_log(&self, timeout: Duration) {
+        self.access_log.load().flush(timeout);
+    }
+
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
+    }
+
+    pub fn handoff(&self) -> Option<&Arc<Handoff>> {
+        self.handoff.as_ref()
+    }
+
     async fn serve(&self, session: &mut Session, ctx: &mut Ctx) -> std::result::Result<(), Box<Error>> {
         let started = Instant::now();
         ctx.in_flight = Some(crate::lifecycle::InFlight::enter());
@@ -189,7 +239,10 @@ impl Gateway {
         let untranslated = api.is_none().then(|| api_path.into_owned());
         // Who is this, may they use this route, are they over a limit: before the body.
         if let Some(table) = &rt.clients {
-            let admission = table.admit(&session.req_header().headers, route, ri, self.clock.now());
+            let admission = match table.check(&session.req_header().headers, route, ri) {
+                Ok(client) => clients::ClientTable::decide(client, &self.client_verdict(client).await),
+                Err(refused) => refused,
+            };
             ctx.client = admission.client;
             if let Some(rate) = admission.rate {
                 session.set_answer_headers(rate);
@@ -466,7 +519,7 @@ impl Gateway {
         let status = ctx.status.unwrap_or(if error.is_some() { 502 } else { 0 });
         let provider = ctx.provider.as_deref();
         self.write_access_log(session, ctx, error, status, duration);
-        count_client(ctx, status, self.clock.now());
+        count_client(ctx, status, self.clock.now(), self.fleet.as_deref());
         // Metrics last: once a request is counted, its log line is written.
         metrics::with(|m| {
             let route = ctx.route.as_deref().unwrap_or("none");
@@ -583,7 +636,7 @@ impl Handler for Proxy {
 
 /// A request of a configuration with clients: its metrics, and the tokens of its answer in
 /// the client's window (counted once the answer is complete).
-fn count_client(ctx: &Ctx, status: u16, now: crate::health::Millis) {
+fn count_client(ctx: &Ctx, status: u16, now: crate::health::Millis, fleet: Option<&Fleet>) {
     if !ctx.clients_on {
         return;
     }
@@ -592,7 +645,11 @@ fn count_client(ctx: &Ctx, status: u16, now: crate::health::Millis) {
     let route = ctx.route.as_deref().unwrap_or("none");
     metrics::with(|m| m.client_requests.with_label_values(&[name, route, metrics::status_class(status)]).inc());
     if let (Some(c), Some(u)) = (client, ctx.usage) {
-        c.counter.add_tokens(now, u.input.saturating_add(u.output));
+        let tokens = u.input.saturating_add(u.output);
+        c.counter.add_tokens(now, tokens);
+        if let Some(fleet) = fleet.filter(|_| c.limits.tokens_per_minute.is_some()) {
+            fleet.add_tokens(&c.name, crate::fleet::state::Clocks::now().wall, tokens);
+        }
         metrics::with(|m| {
             m.client_tokens.with_label_values(&[name, "input"]).inc_by(u.input);
             m.client_tokens.with_label_values(&[name, "output"]).inc_by(u.output);

@@ -5,8 +5,8 @@
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    exponential_buckets, register_gauge_vec, register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 pub struct Metrics {
@@ -28,6 +28,10 @@ pub struct Metrics {
     pub client_requests: IntCounterVec,
     pub client_tokens: IntCounterVec,
     pub client_limited: IntCounterVec,
+    pub fleet_connected: IntGauge,
+    pub fleet_events: IntCounterVec,
+    pub fleet_local_limits: IntCounter,
+    pub access_log_dropped: IntCounter,
 }
 
 fn buckets() -> Vec<f64> {
@@ -130,6 +134,23 @@ fn build() -> Result<Metrics, pingora_prometheus::prometheus::Error> {
             "switchyard_client_limited_total",
             "Requests refused with 429 because the client reached a limit (requests, tokens).",
             &["client", "limit"]
+        )?,
+        fleet_connected: register_int_gauge!(
+            "switchyard_fleet_connected",
+            "1 while this instance is connected to its fleet's Redis, 0 otherwise (and without a fleet)."
+        )?,
+        fleet_events: register_int_counter_vec!(
+            "switchyard_fleet_events_total",
+            "Health events shared with the fleet, by direction (out: published, in: applied from a peer).",
+            &["direction"]
+        )?,
+        fleet_local_limits: register_int_counter!(
+            "switchyard_fleet_local_limit_checks_total",
+            "Client limit checks decided on this instance's own counts because Redis was slow (over 5 ms) or down."
+        )?,
+        access_log_dropped: register_int_counter!(
+            "switchyard_access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind (a slow disk)."
         )?,
     })
 }
