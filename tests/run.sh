@@ -16,6 +16,7 @@ command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3 python3-venv)   # tests/e2e/sdk.rs
 command -v systemd-analyze >/dev/null || need+=(systemd)          # the unit is verified
 command -v curl >/dev/null || need+=(curl)                       # HTTP/2 tests (tests/e2e/edge.rs)
+command -v redis-server >/dev/null || need+=(redis-server)       # fleet tests (tests/e2e/fleet.rs)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi

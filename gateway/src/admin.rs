@@ -125,9 +125,8 @@ impl AdminApp {
                 })
                 .collect::<Vec<_>>()
         });
-        let fleet = self.gateway.fleet().map(|f| {
-            json!({"name": f.name, "instance": f.instance, "connected": f.connected()})
-        });
+        let fleet =
+            self.gateway.fleet().map(|f| json!({"name": f.name, "instance": f.instance, "connected": f.connected()}));
         json!({"backends": backends, "clients": clients, "fleet": fleet})
     }
 

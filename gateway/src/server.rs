@@ -92,7 +92,10 @@ pub fn build(config: Config, opts: &ProcessOptions) -> std::io::Result<(Server, 
     let upgrade = UpgradeCommand { config: opts.config_path.clone(), upgrade_sock: opts.upgrade_sock.clone() };
     server.add_service(background_service("signals", Signals { reloader: reloader.clone(), upgrade }));
     let addrs = listen.iter().map(|l| l.addr).collect();
-    server.add_service(background_service("lifecycle", Lifecycle { listen: addrs, drain_timeout, gateway: gateway.clone() }));
+    server.add_service(background_service(
+        "lifecycle",
+        Lifecycle { listen: addrs, drain_timeout, gateway: gateway.clone() },
+    ));
 
     if let Some(addr) = admin {
         let app = AdminApp { gateway: gateway.clone(), reloader };

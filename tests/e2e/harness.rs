@@ -171,6 +171,24 @@ impl Gateway {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// After a binary upgrade: waits until a process other than `old_pid` answers the
+    /// admin `/healthz`, and returns its pid.
+    pub async fn wait_new_pid(&self, old_pid: u32, timeout: Duration) -> u32 {
+        let health = self.admin_url("/healthz");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pid = match client().get(&health).send().await {
+                Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["pid"].as_u64()).unwrap_or(0) as u32,
+                Err(_) => 0,
+            };
+            if pid != 0 && pid != old_pid {
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "no new process answered; stderr:\n{}", self.stderr());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for Gateway {

@@ -10,6 +10,7 @@ mod clients;
 mod config;
 mod edge;
 mod failover;
+mod fleet;
 mod health;
 mod http1;
 mod import;

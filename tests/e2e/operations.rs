@@ -127,19 +127,7 @@ async fn reloads_and_upgrade_under_load_lose_nothing() {
     // Binary upgrade: the new process takes the sockets, the old one drains and exits.
     let old_pid = gw.pid();
     gw.signal("USR2");
-    let health = gw.admin_url("/healthz");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let new_pid = loop {
-        let pid = match client().get(&health).send().await {
-            Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["pid"].as_u64()).unwrap_or(0) as u32,
-            Err(_) => 0,
-        };
-        if pid != 0 && pid != old_pid {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "no new process answered; stderr:\n{}", gw.stderr());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let new_pid = gw.wait_new_pid(old_pid, Duration::from_secs(15)).await;
     let _guard = PidGuard(new_pid);
     assert!(
         eventually(Duration::from_secs(20), || async { !pid_alive(old_pid) }).await,

@@ -646,7 +646,10 @@ fn build_fleet(raw: raw::RawFleet, cx: &mut Errors) -> Option<FleetConfig> {
         && raw.name.len() <= 64
         && raw.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if !name_ok {
-        cx.push("fleet.name", format!("invalid fleet name {:?}; use 1 to 64 letters, digits, '.', '_' or '-'", raw.name));
+        cx.push(
+            "fleet.name",
+            format!("invalid fleet name {:?}; use 1 to 64 letters, digits, '.', '_' or '-'", raw.name),
+        );
     }
     let url = raw.redis.url.trim().to_string();
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {

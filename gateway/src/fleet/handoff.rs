@@ -67,7 +67,9 @@ pub fn take_over(gateway: &Gateway, handoff: &Handoff) {
             let applied = records.iter().filter(|r| gateway.apply_record(r, "previous process")).count();
             info!(file = %handoff.path.display(), providers = applied, "took over provider health from the previous process");
         }
-        Err(e) => warn!(file = %handoff.path.display(), error = %e, "cannot read the previous process's provider health; starting fresh"),
+        Err(e) => {
+            warn!(file = %handoff.path.display(), error = %e, "cannot read the previous process's provider health; starting fresh")
+        }
     }
 }
 

@@ -229,7 +229,12 @@ impl Fleet {
             Event::Ejected { record, .. } => {
                 let stored = serde_json::to_string(record).map_err(|e| e.to_string())?;
                 let mut call = self.eject.key(&self.health_key);
-                call.key(&self.channel).arg(record.id.field()).arg(stored).arg(payload).arg(STATE_TTL_MS).arg(record.until);
+                call.key(&self.channel)
+                    .arg(record.id.field())
+                    .arg(stored)
+                    .arg(payload)
+                    .arg(STATE_TTL_MS)
+                    .arg(record.until);
                 call
             }
             Event::Restored { id, ended, .. } => {
@@ -244,7 +249,8 @@ impl Fleet {
     }
 
     async fn fetch(&self, conn: &mut MultiplexedConnection) -> Result<Vec<Record>, String> {
-        let stored: HashMap<String, String> = timed(redis::cmd("HGETALL").arg(&self.health_key).query_async(conn)).await?;
+        let stored: HashMap<String, String> =
+            timed(redis::cmd("HGETALL").arg(&self.health_key).query_async(conn)).await?;
         Ok(decode_records(stored))
     }
 }

@@ -104,7 +104,12 @@ impl Clocks {
 
 /// The record of a provider's local ejection.
 pub fn record(id: ProviderId, shared: &Shared, clocks: Clocks) -> Record {
-    Record { id, until: clocks.to_wall(shared.until), reason: shared.reason.reason().to_string(), streak: shared.streak }
+    Record {
+        id,
+        until: clocks.to_wall(shared.until),
+        reason: shared.reason.reason().to_string(),
+        streak: shared.streak,
+    }
 }
 
 /// A record as this process's health state takes it; `None` for an unknown reason.

@@ -114,7 +114,9 @@ pub enum Transition {
     KeptByFloor,
     /// A trial succeeded often enough (or probes recovered): back in rotation. `ended` is
     /// the end of the ejection it followed.
-    Restored { ended: Millis },
+    Restored {
+        ended: Millis,
+    },
 }
 
 /// What a selection got from a provider: an ordinary slot, or one of the trial slots.
@@ -762,7 +764,10 @@ mod tests {
         assert_eq!(h.acquire(later, &r, false), None, "second concurrent request goes elsewhere");
         assert!(!h.is_available(later, &r));
         assert_eq!(h.snapshot(later, &r).phase, Phase::Trial);
-        assert!(matches!(h.record(&Outcome::Success, Permit::Trial, later, &e, &r, || true), Transition::Restored { .. }));
+        assert!(matches!(
+            h.record(&Outcome::Success, Permit::Trial, later, &e, &r, || true),
+            Transition::Restored { .. }
+        ));
         assert_eq!(h.acquire(later, &r, false), Some(Permit::Normal));
         assert_eq!(h.snapshot(later, &r).phase, Phase::Healthy);
     }
@@ -933,7 +938,10 @@ mod tests {
         let t = h.record(&quota(), p, later, &e, &r, || true);
         assert_eq!(t, Transition::Ejected { duration: hour, reason: "quota", capped_hint: None });
         let p = h.acquire(later + 3600 * SEC, &r, false).unwrap();
-        assert!(matches!(h.record(&Outcome::Success, p, later + 3600 * SEC, &e, &r, || true), Transition::Restored { .. }));
+        assert!(matches!(
+            h.record(&Outcome::Success, p, later + 3600 * SEC, &e, &r, || true),
+            Transition::Restored { .. }
+        ));
         assert_eq!(h.snapshot(later + 3600 * SEC, &r).ejection_reason, None);
     }
 

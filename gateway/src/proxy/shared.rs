@@ -31,9 +31,11 @@ impl Gateway {
                 from: from(),
                 record: state::record(provider_id(backend, slot), &s, Clocks::now()),
             }),
-            Transition::Restored { ended } => {
-                Some(Event::Restored { from: from(), id: provider_id(backend, slot), ended: Clocks::now().to_wall(ended) })
-            }
+            Transition::Restored { ended } => Some(Event::Restored {
+                from: from(),
+                id: provider_id(backend, slot),
+                ended: Clocks::now().to_wall(ended),
+            }),
             Transition::Nothing | Transition::KeptByFloor => return,
         };
         if let Some(h) = &self.handoff {
@@ -88,7 +90,8 @@ impl Gateway {
                 };
                 let clocks = Clocks::now();
                 let latest = clocks.to_mono(ended.saturating_add(state::SKEW_MS));
-                let restored = slot.health.apply_restore(latest, clocks.mono, &backend.balancer.backend.health.recovery);
+                let restored =
+                    slot.health.apply_restore(latest, clocks.mono, &backend.balancer.backend.health.recovery);
                 if restored {
                     info!(provider = %slot.config.name, source = "fleet", "provider restored elsewhere; back in rotation");
                     self.handoff_changed();

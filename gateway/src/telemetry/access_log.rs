@@ -257,7 +257,8 @@ mod tests {
         let gate = Arc::new(std::sync::Mutex::new(()));
         let held = gate.lock().unwrap();
         let (tx, rx) = mpsc::sync_channel(4);
-        let writer = Writer { rx, dest: Destination::Off, sink: Box::new(Stalled(gate.clone())), reopen: Arc::default() };
+        let writer =
+            Writer { rx, dest: Destination::Off, sink: Box::new(Stalled(gate.clone())), reopen: Arc::default() };
         let thread = std::thread::spawn(move || writer.run());
         let log = AccessLog { tx: Some(tx), reopen: Arc::default() };
         let started = Instant::now();
