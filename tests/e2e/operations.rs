@@ -247,4 +247,12 @@ fn systemd_unit_verifies() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     assert!(!text.contains("switchyard.service:"), "warnings about the unit: {text}");
+
+    // With the fleet drop-in (ordering after a local Redis) merged in, as systemd does.
+    let dropin = std::fs::read_to_string(repo_root().join("systemd/switchyard.service.d/fleet.conf")).unwrap();
+    assert!(dropin.contains("After=redis-server.service"), "{dropin}");
+    std::fs::write(&path, format!("{}\n{dropin}", unit.replace("/usr/local/bin/switchyard", BIN))).unwrap();
+    let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !text.contains("switchyard.service:"), "with the fleet drop-in: {text}");
 }
