@@ -4,7 +4,7 @@
 #   bench/run.sh [options]
 #
 #   -d, --duration SECS   measured time per scenario and proxy (default 10)
-#       --scenarios LIST  comma-separated subset of 1-11 (default all)
+#       --scenarios LIST  comma-separated subset of 1-12 (default all)
 #       --repeat N        measure every scenario N times, alternating which proxy goes
 #                         first; the tables show medians (default 1)
 #       --smoke           1 s per scenario, no pass/fail judgement (CI: the harness works)
@@ -25,7 +25,7 @@
 # 8 10,000 concurrent slow SSE streams (an event a second), RSS and CPU; against Switchyard's
 # own scenario 1: 9 with 1,000 configured clients and keys, 10 with quota headroom and
 # hedging configured but never triggering, 11 a primary 3 s to its first byte, hedged after
-# 200 ms.
+# 200 ms, 12 a fleet configured (a local redis-server on the load CPU).
 #
 # The proxy under test (one worker) runs on CPU 0; wrk, bench-load and the mock upstream
 # (nginx returning fixed OpenAI answers) on CPU 1. Everything listens on 127.0.0.1 on free
@@ -40,7 +40,7 @@ for arg in "$@"; do
 done
 
 duration=10
-scenarios="1,2,3,4,5,6,7,8,9,10,11"
+scenarios="1,2,3,4,5,6,7,8,9,10,11,12"
 repeat=1
 smoke=0
 write_results=0
@@ -84,7 +84,7 @@ if [ "$smoke" = 1 ]; then duration=1; slow_streams=200; slow_events=3; fi
 [[ "$repeat" =~ ^[0-9]+$ && "$repeat" -ge 1 ]] || { echo "run.sh: --repeat must be >= 1" >&2; exit 2; }
 IFS=',' read -r -a selected <<<"$scenarios"
 for s in "${selected[@]}"; do
-  [[ "$s" =~ ^([1-9]|10|11)$ ]] || { echo "run.sh: unknown scenario '$s' (1-11)" >&2; exit 2; }
+  [[ "$s" =~ ^([1-9]|1[0-2])$ ]] || { echo "run.sh: unknown scenario '$s' (1-12)" >&2; exit 2; }
 done
 want() { [[ ",$scenarios," == *",$1,"* ]]; }
 profile() { [[ ",$perf_scenarios," == *",$1,"* ]]; }
@@ -269,7 +269,7 @@ render() { # template output: replaces @KEY@ with the value of shell variable KE
 }
 
 for port_var in PORT_OK_A PORT_OK_B PORT_429 PORT_503 PORT_SSE PORT_GATEWAY PORT_ADMIN PORT_PEER \
-  PORT_GATEWAY_TLS PORT_PEER_TLS PORT_SLOW PORT_LATE; do
+  PORT_GATEWAY_TLS PORT_PEER_TLS PORT_SLOW PORT_LATE PORT_REDIS; do
   pick_port "$port_var"
 done
 
@@ -325,6 +325,7 @@ done){name: bench, key: {sha256: $(printf 'sk-bench' | sha256sum | cut -d' ' -f1
 configure() { # scenario: sets the upstreams and policies of both proxies
   BUFFERING=on
   CLIENTS=
+  FLEET=
   case "$1" in
     1|6) PORT_PRIMARY=$PORT_OK_A; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT
          PRIMARY="127.0.0.1:$PORT_OK_A max_fails=1 fail_timeout=60s" ;;
@@ -345,6 +346,9 @@ configure() { # scenario: sets the upstreams and policies of both proxies
          PRIMARY="127.0.0.1:$PORT_OK_A" ;;
     11)  PORT_PRIMARY=$PORT_LATE; HEALTH=$HEALTH_NEVER; RETRY='{attempts: 2, hedge: {after: 200ms, maxExtra: 1}}'
          PRIMARY="127.0.0.1:$PORT_LATE" ;;
+    12)  PORT_PRIMARY=$PORT_OK_A; HEALTH=$HEALTH_EJECT; RETRY=$RETRY_EJECT
+         FLEET="fleet: {name: bench, redis: {url: \"redis://127.0.0.1:$PORT_REDIS/0\"}}"
+         PRIMARY="127.0.0.1:$PORT_OK_A" ;;
   esac
   PORT_BACKUP=$PORT_OK_B
   BACKUP="127.0.0.1:$PORT_OK_B"
@@ -359,6 +363,9 @@ check_provider() { # scenario: the first answer through Switchyard names the exp
     log "  WARNING: first answer came from provider '${got:-?}' (expected $want)"
   else
     log "  check: answered by $got after ${attempts:-?} attempt(s)"
+  fi
+  if [ "$1" = 12 ]; then
+    log "  check: fleet $(curl -s "http://127.0.0.1:$PORT_ADMIN/status" | grep -o '"fleet":{[^}]*}' || echo 'missing from /status')"
   fi
 }
 
@@ -509,9 +516,16 @@ scenario_wrk() { # scenario body round
   for who in "${order[@]}"; do measure_wrk "$1" "$who" "$2"; done
 }
 
-# Scenarios 9-11 compare Switchyard with its own scenario 1 (no nginx counterpart).
+# Scenarios 9-12 compare Switchyard with its own scenario 1 (no nginx counterpart).
 scenario_self() { # scenario
-  local late=""
+  local late="" redis=""
+  if [ "$1" = 12 ]; then
+    taskset -c "$LOAD_CPU" redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save "" --appendonly no \
+      >>"$WORK/redis.log" 2>&1 &
+    redis=$!
+    PIDS+=("$redis")
+    wait_port "$PORT_REDIS" "redis-server"
+  fi
   if [ "$1" = 11 ]; then
     taskset -c "$LOAD_CPU" "$MOCK" --name late --listen "127.0.0.1:$PORT_LATE" --delay-ms 3000 \
       >>"$WORK/mock-late.log" 2>&1 &
@@ -521,6 +535,7 @@ scenario_self() { # scenario
   fi
   measure_wrk "$1" sy "$BODY_CHAT"
   if [ -n "$late" ]; then stop_pid "$late"; forget_pid "$late"; fi
+  if [ -n "$redis" ]; then stop_pid "$redis"; forget_pid "$redis"; fi
 }
 
 # ---------------------------------------------------------------- scenario 5: TTFB
@@ -617,9 +632,10 @@ names=([1]="Healthy primary" [2]="Primary answers 429 and is ejected"
        [8]="$slow_streams concurrent slow SSE streams (an event a second)"
        [9]="Healthy primary, 1,000 configured clients, every request authenticated"
        [10]="Healthy primary, quota headroom and hedging configured (never triggering)"
-       [11]="Primary 3 s to its first byte, hedged after 200 ms")
+       [11]="Primary 3 s to its first byte, hedged after 200 ms"
+       [12]="Healthy primary, fleet configured (Redis on the load CPU)")
 for ((round = 1; round <= repeat; round++)); do
-  for s in 1 2 3 4 5 6 7 8 9 10 11; do
+  for s in 1 2 3 4 5 6 7 8 9 10 11 12; do
     want "$s" || continue
     log "scenario $s (round $round/$repeat): ${names[$s]}"
     case "$s" in
@@ -628,7 +644,7 @@ for ((round = 1; round <= repeat; round++)); do
       5) scenario_ttfb ;;
       6) scenario_hold "$round" ;;
       8) scenario_streams "$round" ;;
-      9|10|11) scenario_self "$s" ;;
+      9|10|11|12) scenario_self "$s" ;;
     esac
   done
 done
@@ -788,7 +804,7 @@ report_self() { # scenario
   echo
   local ok=1 target measured
   case "$s" in
-    9|10) local f=0.95; [ "$s" = 10 ] && f=0.97
+    9|10|12) local f=0.95; [ "$s" = 10 ] && f=0.97
        target="req/s ≥ ${f}× Switchyard's scenario 1"
        measured="$(ratio "$rs" "$r1")"
        [ -n "$r1" ] && ge "$rs" "$(awk -v v="$r1" -v f="$f" 'BEGIN { print f * v }')" && [ "$(sum "$s.sy.errors")" = 0 ] && ok=0 ;;
@@ -813,7 +829,7 @@ REPORT="$WORK/report.md"
   if want 6; then report_hold; fi
   if want 7; then report_wrk 7; fi
   if want 8; then report_streams; fi
-  for s in 9 10 11; do
+  for s in 9 10 11 12; do
     if want "$s"; then report_self "$s"; fi
   done
   echo "### Targets"

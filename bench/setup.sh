@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a machine for bench/run.sh: installs what the benchmark needs from Debian's
-# archive (nginx, wrk, cmake for the build, curl, taskset) and builds the release binaries.
+# archive (nginx, wrk, redis-server, cmake for the build, curl, taskset) and builds the release binaries.
 # bench/run.sh calls this first (skip with --no-build); CI can call it as its own step.
 #
 #   bench/setup.sh            install missing tools, then build
@@ -23,6 +23,7 @@ command -v openssl >/dev/null || need+=(openssl)      # the test certificate of 
 command -v wrk >/dev/null || need+=(wrk)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
+command -v redis-server >/dev/null || need+=(redis-server)   # scenario 12 (a fleet)
 if [ "$build" = 1 ]; then
   command -v cmake >/dev/null || need+=(cmake)
   command -v cc >/dev/null || need+=(build-essential)
