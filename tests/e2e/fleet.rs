@@ -12,26 +12,48 @@ use std::time::{Duration, Instant};
 struct Redis {
     child: Option<Child>,
     port: u16,
+    /// Extra arguments (TLS, a password); with them, readiness is an accepted connection.
+    extra: Vec<String>,
 }
 
 impl Redis {
     async fn start() -> Redis {
-        let mut r = Redis { child: None, port: free_port() };
+        Redis::start_with(Vec::new()).await
+    }
+
+    async fn start_with(extra: Vec<String>) -> Redis {
+        let mut r = Redis { child: None, port: free_port(), extra };
         r.restart().await;
         r
     }
 
     /// Starts the server (again) on its port, empty, and waits until it answers.
     async fn restart(&mut self) {
+        let port = self.port.to_string();
+        let tls = self.extra.iter().any(|a| a == "--tls-port");
+        let mut args = vec!["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+        if tls {
+            args.extend(["--port", "0", "--tls-port", &port]);
+        } else {
+            args.extend(["--port", &port]);
+        }
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&args)
+            .args(self.extra.iter().filter(|a| *a != "--tls-port"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (tests/run.sh installs it)");
         self.child = Some(child);
         let port = self.port;
-        let up = eventually(Duration::from_secs(10), || async move { ping(port).await }).await;
+        let up = eventually(Duration::from_secs(10), || async move {
+            if tls {
+                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            } else {
+                ping(port).await
+            }
+        })
+        .await;
         assert!(up, "redis-server did not start on port {port}");
     }
 
@@ -43,7 +65,8 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.extra.iter().any(|a| a == "--tls-port") { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 }
 
@@ -65,6 +88,10 @@ async fn ping(port: u16) -> bool {
 
 fn fleet(redis_url: &str) -> String {
     format!("fleet: {{name: test-fleet, redis: {{url: \"{redis_url}\"}}}}\n")
+}
+
+fn fleet_with_password(redis_url: &str) -> String {
+    format!("fleet: {{name: test-fleet, redis: {{url: \"{redis_url}\", password: {{env: FLEET_REDIS_PASSWORD}}}}}}\n")
 }
 
 /// Health of the tests: one failure ejects, for as long as the provider asks.
@@ -394,4 +421,52 @@ fn fleet_configuration_errors_name_the_field() {
     let (code, out) =
         validate_yaml(&format!("{base}fleet: {{name: ok, redis: {{url: \"rediss://127.0.0.1:6380/1\"}}}}\n"));
     assert_eq!(code, 0, "{out}");
+}
+
+/// `rediss://` with the server's certificate checked against the system roots (here a test CA
+/// given by `SSL_CERT_FILE`), and `fleet.redis.password`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::edge::TestCa::new(dir.path(), "redis");
+    let (cert, key) = (dir.path().join("redis.pem"), dir.path().join("redis-key.pem"));
+    ca.issue(&cert, &key);
+    let path = |p: &std::path::Path| p.display().to_string();
+    let redis = Redis::start_with(vec![
+        "--tls-port".into(),
+        "--tls-cert-file".into(),
+        path(&cert),
+        "--tls-key-file".into(),
+        path(&key),
+        "--tls-ca-cert-file".into(),
+        path(&ca.ca_file),
+        "--tls-auth-clients".into(),
+        "no".into(),
+        "--requirepass".into(),
+        "fleet-secret-1".into(),
+    ])
+    .await;
+    assert!(redis.url().starts_with("rediss://"));
+    let primary = MockLlm::start("primary", rate_limited("30")).await.unwrap();
+    let fallback = MockLlm::start("fallback", Behavior::default()).await.unwrap();
+    let body = backend(&[&[provider("primary", &primary, "")], &[provider("fallback", &fallback, "")]], HEALTH, "{}");
+    let config = format!("{}{body}", fleet_with_password(&redis.url()));
+    let ca_file = path(&ca.ca_file);
+    let env = [("SSL_CERT_FILE", ca_file.as_str()), ("FLEET_REDIS_PASSWORD", "fleet-secret-1")];
+    let a = Gateway::start_with_env(&config, &env).await;
+    let b = Gateway::start_with_env(&config, &env).await;
+    wait_connected(&a).await;
+    wait_connected(&b).await;
+    assert_eq!(post_json(&a.url("/v1/chat/completions"), &chat(Some("m"))).await.provider(), "fallback");
+    assert!(eventually(Duration::from_secs(2), || async { phase(&b, "primary").await == "ejected" }).await);
+
+    // A wrong password: the instance serves alone and says why, once.
+    let wrong = [("SSL_CERT_FILE", ca_file.as_str()), ("FLEET_REDIS_PASSWORD", "not-it")];
+    let c = Gateway::start_with_env(&config, &wrong).await;
+    assert_eq!(c.status().await["fleet"]["connected"], false);
+    let reply = post_json(&c.url("/v1/chat/completions"), &chat(Some("m"))).await;
+    assert_eq!(reply.status, 200);
+    let log = c.stderr();
+    assert_eq!(log.matches("Redis unreachable").count(), 1, "{log}");
+    assert!(!log.contains("not-it"), "the password is never logged: {log}");
 }
