@@ -266,7 +266,7 @@ async fn redis_killed_under_load_loses_nothing_and_reconciles() {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let stream = (i + n as usize) % 2 == 0;
+                let stream = (i + n as usize).is_multiple_of(2);
                 let body = if stream { stream_body() } else { chat(Some("m")).to_string() };
                 let result = client
                     .post(&url)
@@ -327,7 +327,7 @@ async fn redis_killed_under_load_loses_nothing_and_reconciles() {
     for w in workers {
         w.await.unwrap();
     }
-    let failures = failures.lock().unwrap();
+    let failures = std::mem::take(&mut *failures.lock().unwrap());
     let done = ok.load(Ordering::Relaxed);
     eprintln!("fleet load: {done} requests in {:.1}s, {} failed", started.elapsed().as_secs_f64(), failures.len());
     assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
