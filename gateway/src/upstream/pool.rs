@@ -42,7 +42,9 @@ impl Connector {
                 return Ok((session, true));
             }
         }
-        let stream = self.transport.new_stream(peer).await?;
+        // Boxed: connecting (TCP, TLS handshake) is a large future, and only a pool miss
+        // needs it; inline it would enlarge every request's future.
+        let stream = Box::pin(self.transport.new_stream(peer)).await?;
         Ok((UpstreamSession::new(stream), false))
     }
 
