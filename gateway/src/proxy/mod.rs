@@ -356,7 +356,9 @@ impl Gateway {
             let max_hedge_body = rt.config.limits.max_hedge_body_bytes;
             let end = match hedge::hedge_for(retry.hedge, req.body.len(), max_hedge_body, is_last) {
                 Some(h) => {
-                    let (end, used) = self.hedged(session, ctx, &req, sel, attempt, h, &mut tried, excluded).await?;
+                    // Boxed: the race's state is large and most requests never need it.
+                    let hedged = self.hedged(session, ctx, &req, sel, attempt, h, &mut tried, excluded);
+                    let (end, used) = Box::pin(hedged).await?;
                     attempt += used - 1;
                     end
                 }
