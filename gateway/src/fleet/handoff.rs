@@ -11,7 +11,7 @@ use crate::proxy::Gateway;
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -36,27 +36,19 @@ impl Handoff {
 
     /// Writes `records` whole (a temporary file renamed over the old one).
     pub fn write(&self, records: &[Record]) -> std::io::Result<()> {
-        write(&self.path, records)
+        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let text = serde_json::to_vec(records).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &self.path)
     }
 
     /// The records the previous process left; none when there is no file.
     pub fn read(&self) -> std::io::Result<Vec<Record>> {
-        read(&self.path)
-    }
-}
-
-pub fn write(path: &Path, records: &[Record]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let text = serde_json::to_vec(records).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
-}
-
-pub fn read(path: &Path) -> std::io::Result<Vec<Record>> {
-    match std::fs::read(path) {
-        Ok(text) => serde_json::from_slice(&text).map_err(std::io::Error::other),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e),
+        match std::fs::read(&self.path) {
+            Ok(text) => serde_json::from_slice(&text).map_err(std::io::Error::other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -239,7 +239,7 @@ impl Fleet {
             }
             Event::Restored { id, ended, .. } => {
                 let mut call = self.restore.key(&self.health_key);
-                call.key(&self.channel).arg(id.field()).arg(payload).arg(ended.saturating_add(state::SKEW_MS));
+                call.key(&self.channel).arg(id.field()).arg(payload).arg(state::restorable_until(*ended));
                 call
             }
         };

@@ -124,10 +124,10 @@ pub fn shared(record: &Record, clocks: Clocks) -> Option<Shared> {
 /// Slack for clocks of different machines when a restore is weighed against an ejection.
 pub const SKEW_MS: u64 = 1_000;
 
-/// Whether a restore that ended the ejection until `ended` (Unix ms) also ends the local
-/// ejection until `local_until` (Unix ms): not when the local one is newer.
-pub fn restore_applies(ended: u64, local_until: u64) -> bool {
-    local_until <= ended.saturating_add(SKEW_MS)
+/// The latest end (Unix ms) of an ejection that a restore which ended the ejection until
+/// `ended` also ends: a later one is newer, and stays.
+pub fn restorable_until(ended: u64) -> u64 {
+    ended.saturating_add(SKEW_MS)
 }
 
 /// What this process must (re)write after (re)connecting: its own ejections that the store
@@ -189,9 +189,9 @@ mod tests {
 
     #[test]
     fn a_restore_does_not_end_a_newer_ejection() {
-        assert!(restore_applies(10_000, 10_000));
-        assert!(restore_applies(10_000, 10_900), "within clock slack");
-        assert!(!restore_applies(10_000, 40_000));
+        assert!(10_000 <= restorable_until(10_000));
+        assert!(10_900 <= restorable_until(10_000), "within clock slack");
+        assert!(40_000 > restorable_until(10_000));
     }
 
     #[test]

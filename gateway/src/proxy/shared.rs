@@ -89,7 +89,7 @@ impl Gateway {
                     return false;
                 };
                 let clocks = Clocks::now();
-                let latest = clocks.to_mono(ended.saturating_add(state::SKEW_MS));
+                let latest = clocks.to_mono(state::restorable_until(*ended));
                 let restored =
                     slot.health.apply_restore(latest, clocks.mono, &backend.balancer.backend.health.recovery);
                 if restored {
