@@ -34,8 +34,10 @@ use tokio::sync::Semaphore;
 
 /// The largest head Pingora's HTTP/1 parser reads; `limits.maxHeaderBytes` may not exceed it.
 pub const MAX_HEADER_BYTES: usize = 1024 * 1024 - 1;
-/// What the first read of a request asks for; the buffer grows while Pingora reads the rest.
-const FIRST_READ: usize = 2048;
+/// What the first read of a request asks for (nginx's `client_header_buffer_size`): a chat
+/// request's head and a small body fit; it is held for the whole request, so every open
+/// stream pays it. A longer head doubles the buffer on each further read.
+const FIRST_READ: usize = 1024;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What serves one request on a session: the proxy.
@@ -128,7 +130,8 @@ impl<H: Handler> ServerApp for Edge<H> {
             session.set_pipelining_enabled(true);
             session.set_pipelined_prefix(start);
             if let Some(r) = refusal {
-                refuse(&mut ClientSession::new(session), r).await;
+                // Boxed with its session: a rare path, kept out of every connection's task.
+                Box::pin(async move { refuse(&mut ClientSession::new(session), r).await }).await;
                 return None;
             }
             let reusable = self.h2.handler.handle(ClientSession::new(session), shutdown).await?;
@@ -160,7 +163,7 @@ async fn next_request(stream: &mut Stream, idle: Duration, shutdown: &ShutdownWa
 /// the client closes first.
 async fn complete_head(stream: &mut Stream, buf: &mut BytesMut, max: usize) -> Result<(), ()> {
     while head_end(buf).is_none() && buf.len() < max {
-        buf.reserve(FIRST_READ);
+        buf.reserve(buf.len().max(FIRST_READ));
         match stream.read_buf(buf).await {
             Ok(n) if n > 0 => {}
             _ => return Err(()),
@@ -193,7 +196,9 @@ pub async fn refuse(session: &mut ClientSession, r: Refusal) {
     };
     metrics::with(|m| m.refused.with_label_values(&[reason]).inc());
     let e = crate::error::GatewayError::Refused { status: r.status.as_u16(), message: r.message };
-    session.refuse(r.status, e.body()).await;
+    // Boxed: writing an answer is a large future, and this path is rare; inline, it would
+    // enlarge every connection's and every request's task.
+    Box::pin(session.refuse(r.status, e.body())).await;
 }
 
 /// Whether a plain connection opens with the HTTP/2 preface (h2c prior knowledge): reads

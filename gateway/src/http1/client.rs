@@ -1,7 +1,7 @@
 //! The upstream side: one HTTP/1.1 exchange at a time on a provider connection.
 
 use super::{header_map, spans, Framing, ReadError, Reader, Span, MAX_HEAD, MAX_HEADERS};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::{HeaderMap, Method, StatusCode};
 use pingora_core::protocols::Stream;
 use pingora_core::{Error, ErrorType, Result};
@@ -168,7 +168,11 @@ impl UpstreamSession {
         let http11 = resp.version == Some(1);
         let count = spans(&self.reader.buf, resp.headers, &mut at);
         let status = StatusCode::from_u16(code).map_err(|_| invalid(format!("invalid status {code}")))?;
-        let raw = self.reader.buf.split_to(used).freeze();
+        // The head gets an allocation of its own (its header values point into it): the read
+        // buffer then stays unshared, and a streamed body's reads reuse it instead of holding
+        // a second one for the whole answer.
+        let raw = Bytes::copy_from_slice(&self.reader.buf[..used]);
+        self.reader.buf.advance(used);
         let headers = header_map(&raw, &at[..count]).map_err(|e| invalid(format!("response: {e}")))?;
         self.keepalive = super::keep_alive(http11, &headers);
         self.reader.framing = self.framing_of(status, &headers).map_err(|e| invalid(format!("response: {e}")))?;

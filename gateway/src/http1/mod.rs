@@ -18,8 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const MAX_HEADERS: usize = 128;
 /// Largest head accepted (request or response), and largest trailer section.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// What a read asks the socket for at least; grows while reads fill it.
-const READ_MIN: usize = 4 * 1024;
+/// What a read asks the socket for at least; grows while reads fill it (and stays grown for
+/// the connection's next answers). A streamed answer's buffer is held while it lasts, so the
+/// start is small: an answer head with a short body or a few events fit.
+const READ_MIN: usize = 2 * 1024;
 const READ_MAX: usize = 64 * 1024;
 
 /// How a message body is delimited, and how far it has been read.

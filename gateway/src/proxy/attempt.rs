@@ -203,7 +203,9 @@ impl Gateway {
             let head = headers::upstream_request(client, req.route, &slot.config, upstream, &req.request_id, len);
             return Ok((head, body, None));
         }
-        match self.prepare_translated(client, req, &slot.config).await {
+        // Boxed: fetching credentials (a token exchange) makes this future large, and only a
+        // provider of another API or host envelope needs it.
+        match Box::pin(self.prepare_translated(client, req, &slot.config)).await {
             Ok(prepared) => {
                 let dropped = (!prepared.dropped.is_empty()).then(|| prepared.dropped.join(", "));
                 let head =
@@ -450,9 +452,18 @@ impl Gateway {
         ctx.status = Some(code);
         if let (Some(api), None) = (translate, &translator) {
             // A whole answer in another API: read it, translate it, send it.
-            return self
-                .deliver_translated(session, ctx, req, (up, peer, prefix), (api, kind, &model), status, out, started)
-                .await;
+            // Boxed: only answers from a provider of another API need it.
+            let deliver = self.deliver_translated(
+                session,
+                ctx,
+                req,
+                (up, peer, prefix),
+                (api, kind, &model),
+                status,
+                out,
+                started,
+            );
+            return Box::pin(deliver).await;
         }
         let sse = is_event_stream(&out);
         if sse {
@@ -536,6 +547,9 @@ impl Gateway {
             m.attempts.with_label_values(&[record.provider.as_str(), outcome]).inc();
             m.upstream_duration.with_label_values(&[record.provider.as_str()]).observe(record.duration.as_secs_f64());
         });
+        // Most requests make one attempt: room for exactly one more, not Vec's four (a
+        // record is ~150 bytes, held until the answer ends).
+        ctx.attempts.reserve_exact(1);
         ctx.attempts.push(record);
     }
 
