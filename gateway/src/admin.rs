@@ -135,6 +135,7 @@ impl AdminApp {
         let rt = self.gateway.runtime();
         let now = SystemClock.now();
         metrics::with(|m| {
+            m.buffered_body_bytes.set(i64::try_from(self.gateway.buffered_body_bytes()).unwrap_or(i64::MAX));
             m.provider_state.reset();
             for b in &rt.backends {
                 let recovery = &b.balancer.backend.health.recovery;

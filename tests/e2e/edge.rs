@@ -206,7 +206,14 @@ async fn body_memory_budget_refuses_with_503() {
     let head = format!("POST {CHAT} HTTP/1.1\r\nHost: g\r\nContent-Length: {}\r\n\r\n", body.len());
     holder.write_all(head.as_bytes()).await.unwrap();
     holder.write_all(&body.as_bytes()[..10]).await.unwrap();
-    // A second one would pass the cap (once the holder's head is read and its length held).
+    // Its length is held once the gateway has read its head (before that, a request sent
+    // now could take the budget first and the holder would be the one refused).
+    let held = eventually(Duration::from_secs(10), || async {
+        metric(&gw.metrics().await, "switchyard_buffered_body_bytes", &[]) >= body.len() as f64
+    })
+    .await;
+    assert!(held, "the holder's announced length is held: {}", gw.metrics().await);
+    // A second one would pass the cap.
     let url = gw.url(CHAT);
     let refused = eventually(Duration::from_secs(15), || {
         let (url, body) = (url.clone(), body.clone());
@@ -227,6 +234,7 @@ async fn body_memory_budget_refuses_with_503() {
     assert_eq!(r.status, 200, "{}", r.body);
     let m = gw.metrics().await;
     assert!(metric(&m, "switchyard_refused_total", &[("reason", "body_budget")]) >= 2.0, "{m}");
+    assert_eq!(metric(&m, "switchyard_buffered_body_bytes", &[]), 0.0, "every body released: {m}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,21 @@
 use crate::harness::*;
 use std::time::Duration;
 
+/// `switchyard_hedges_total` as (won, lost), once the race is counted: the count is taken
+/// after the winner's answer is delivered, so the client can read the answer first.
+async fn hedge_outcomes(gw: &Gateway) -> (f64, f64) {
+    let outcomes = |m: &str| {
+        let count = |outcome| metric(m, "switchyard_hedges_total", &[("outcome", outcome)]);
+        (count("won"), count("lost"))
+    };
+    eventually(Duration::from_secs(5), || async {
+        let (won, lost) = outcomes(&gw.metrics().await);
+        won + lost > 0.0
+    })
+    .await;
+    outcomes(&gw.metrics().await)
+}
+
 fn ejected_for(v: &serde_json::Value) -> f64 {
     v["ejectedForSeconds"].as_f64().unwrap_or(-1.0)
 }
@@ -189,9 +204,7 @@ async fn slow_first_byte_loses_to_the_hedge_and_is_closed() {
     assert_eq!(primary.requests(), 1);
     let st = gw.provider_status("primary").await;
     assert_eq!((st["state"].as_str(), st["consecutiveFailures"].as_u64()), (Some("healthy"), Some(0)), "{st}");
-    let m = gw.metrics().await;
-    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "won")]), 1.0);
-    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "lost")]), 0.0);
+    assert_eq!(hedge_outcomes(&gw).await, (1.0, 0.0), "hedges won, lost");
     assert!(
         eventually(Duration::from_secs(2), || async { last_access_line(&gw)["attempts"].as_array().is_some() }).await
     );
@@ -217,9 +230,7 @@ async fn streaming_hedge_where_the_first_provider_wins_after_all() {
     assert!(r.body.trim_end().ends_with("data: [DONE]"), "{}", r.body);
     assert!(fallback.wait_for_requests(1, Duration::from_secs(1)).await, "the hedge was sent");
     assert!(fallback.wait_for_cancelled(1, Duration::from_secs(1)).await, "and closed when the primary won");
-    let m = gw.metrics().await;
-    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "lost")]), 1.0);
-    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "won")]), 0.0);
+    assert_eq!(hedge_outcomes(&gw).await, (0.0, 1.0), "hedges won, lost");
     assert_eq!(gw.provider_status("fallback").await["consecutiveFailures"], 0);
 }
 
@@ -237,8 +248,8 @@ async fn a_failing_hedge_is_judged_and_the_slow_attempt_still_wins() {
     assert_eq!(primary.cancelled(), 0, "the first attempt was not cut off");
     let st = gw.provider_status("fallback").await;
     assert_eq!(st["state"], "ejected", "{st}");
+    assert_eq!(hedge_outcomes(&gw).await, (0.0, 1.0), "hedges won, lost");
     let m = gw.metrics().await;
-    assert_eq!(metric(&m, "switchyard_hedges_total", &[("outcome", "lost")]), 1.0);
     assert_eq!(metric(&m, "switchyard_attempts_total", &[("provider", "fallback"), ("outcome", "unhealthy")]), 1.0);
 }
 

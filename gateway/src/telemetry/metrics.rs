@@ -25,6 +25,7 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     pub reloads: IntCounterVec,
     pub connections: IntGauge,
+    pub buffered_body_bytes: IntGauge,
     pub refused: IntCounterVec,
     pub client_requests: IntCounterVec,
     pub client_tokens: IntCounterVec,
@@ -115,6 +116,10 @@ fn build() -> Result<Metrics, pingora_prometheus::prometheus::Error> {
         connections: register_int_gauge!(
             "switchyard_client_connections",
             "Client connections open now (HTTP/1.1 and HTTP/2, plain and TLS)."
+        )?,
+        buffered_body_bytes: register_int_gauge!(
+            "switchyard_buffered_body_bytes",
+            "Request body bytes held in memory by all requests now (announced or arrived), against limits.maxBufferedBodyBytes."
         )?,
         refused: register_int_counter_vec!(
             "switchyard_refused_total",
