@@ -49,4 +49,6 @@ fi
 if [ "$build" = 1 ]; then
   command -v cargo >/dev/null || { echo "setup.sh: cargo not found; install Rust (https://rustup.rs)" >&2; exit 1; }
   cargo build --release -p switchyard -p switchyard-bench -p switchyard-load
+  # The client side alone, for bench/edge-ab.sh.
+  cargo build --release -p switchyard --example edge_ab
 fi

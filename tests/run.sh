@@ -37,6 +37,7 @@ export SWITCHYARD_SDK_PYTHON="$PWD/$venv/bin/python"
 # The benchmark harness, for about a second per scenario with no thresholds, so it cannot rot
 # (installs nginx and wrk, builds the release binaries).
 bench/smoke.sh
+bench/edge-ab.sh --smoke
 
 # The code as the project keeps it: formatted, and clippy-clean with warnings as errors.
 cargo fmt --all --check
