@@ -258,7 +258,10 @@ async fn connections_beyond_the_limit_are_closed_and_idle_ones_time_out() {
     );
     let r = raw(gw.port, b"GET /v1/models HTTP/1.1\r\nHost: g\r\n\r\n").await;
     assert!(r.statuses.is_empty() && r.closed, "a third connection is closed: {}", r.text);
-    assert_eq!(metric(&gw.metrics().await, "switchyard_refused_total", &[("reason", "max_connections")]), 1.0);
+    // At least this one: the harness's readiness probe connection is counted too when its
+    // task runs only after `a`'s and `b`'s took the two places (seen on a loaded machine).
+    let refused = metric(&gw.metrics().await, "switchyard_refused_total", &[("reason", "max_connections")]);
+    assert!((1.0..=2.0).contains(&refused), "refused connections: {refused}");
     // Idle connections close after idleTimeout, freeing their places.
     let t = Instant::now();
     let (mut a, mut b) = (a, b);
