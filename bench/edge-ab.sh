@@ -54,9 +54,10 @@ for port_var in PORT_PLAIN PORT_TLS; do pick_port "$port_var"; done
 BODY="$WORK/body-600.json"
 "$LOAD" body --bytes 600 >"$BODY"
 make_test_cert
-# The same answer the edge_ab example gives (the mock upstream's).
+# The mock upstream's chat answer, the one answer of all three servers.
 ANSWER="$(grep -o "return 200 '{\"id\":\"chatcmpl-bench0001\"[^']*'" bench/nginx/mock.conf.in | sed "s/^return 200 '//; s/'\$//")"
 [ -n "$ANSWER" ] || die "no chat answer found in bench/nginx/mock.conf.in"
+printf '%s' "$ANSWER" >"$WORK/answer.json"
 render bench/nginx/fixed.conf.in "$WORK/fixed.conf"
 
 SERVER_PID=""
@@ -69,7 +70,7 @@ start_server() { # nginx|pingora|hyper: sets SERVER_PID to the process that serv
     WORKERS+=("$SERVER_PID")
   else
     taskset -c 0 "$EDGE" --server "$1" --listen "127.0.0.1:$PORT_PLAIN" --listen-tls "127.0.0.1:$PORT_TLS" \
-      --cert "$TLS_CERT" --key "$TLS_KEY" >>"$WORK/$1.log" 2>&1 &
+      --cert "$TLS_CERT" --key "$TLS_KEY" --answer-file "$WORK/answer.json" >>"$WORK/$1.log" 2>&1 &
     SERVER_PID=$!
     PIDS+=($!)
     wait_port "$PORT_PLAIN" "$1"
@@ -87,7 +88,7 @@ cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # user, system (clock 
 per_request() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }'; } # ticks requests -> us
 
 measure() { # server
-  local who="$1" line proto url n u0 s0 u1 s1
+  local who="$1" line proto url n u0 s0 u1 s1 user sys
   for proto in plain tls; do
     url="http://127.0.0.1:$PORT_PLAIN/v1/chat/completions"
     [ "$proto" = plain ] || url="https://127.0.0.1:$PORT_TLS/v1/chat/completions"
@@ -100,10 +101,12 @@ measure() { # server
     read -r u1 s1 < <(cpu_ticks "$SERVER_PID")
     [ "$(field "$line" non2xx)" = 0 ] || die "$who: non-2xx answers: $line"
     n="$(field "$line" requests)"
+    user="$(per_request "$((u1 - u0))" "$n")"
+    sys="$(per_request "$((s1 - s0))" "$n")"
     add "$who.$proto" "$(field "$line" rps)"
-    add "$who.$proto.user" "$(per_request "$((u1 - u0))" "$n")"
-    add "$who.$proto.sys" "$(per_request "$((s1 - s0))" "$n")"
-    log "  $who $proto: $(field "$line" rps) req/s, p99 $(field "$line" p99_us) us, CPU per request: user $(per_request "$((u1 - u0))" "$n") us, system $(per_request "$((s1 - s0))" "$n") us"
+    add "$who.$proto.user" "$user"
+    add "$who.$proto.sys" "$sys"
+    log "  $who $proto: $(field "$line" rps) req/s, p99 $(field "$line" p99_us) us, CPU per request: user $user us, system $sys us"
     stop_server
   done
   wait_quiet

@@ -1,5 +1,6 @@
 //! The client side alone, for the A/B in `bench/edge-ab.sh`: one listener answering every
-//! request with a fixed 428-byte chat answer after reading its whole body, served either by
+//! request with a fixed answer (`--answer-file`; the script gives the mock upstream's chat
+//! answer, which nginx returns too) after reading its whole body, served either by
 //! the gateway's own edge (`--server pingora`: Pingora's HTTP sessions exactly as the proxy
 //! drives them, head checks and the body budget included) or by hyper's server over the same
 //! Pingora listener streams (`--server hyper`: HTTP/1.1 and h2c, as `hyper_util`'s auto
@@ -27,9 +28,6 @@ use switchyard::edge::session::ClientSession;
 use switchyard::edge::tls::CertStore;
 use switchyard::edge::{checks, Edge, Handler};
 
-/// The mock upstream's chat answer (`bench/nginx/mock.conf.in`), 428 bytes.
-const ANSWER: &str = r#"{"id":"chatcmpl-bench0001","object":"chat.completion","created":1700000000,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog. Here is a short, fixed answer from the benchmark mock.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":120,"completion_tokens":24,"total_tokens":144},"system_fingerprint":"fp_bench"}"#;
-
 #[derive(Copy, Clone, Debug, ValueEnum)]
 enum Kind {
     Pingora,
@@ -50,10 +48,14 @@ struct Args {
     cert: Option<String>,
     #[arg(long)]
     key: Option<String>,
+    /// The JSON answer every request gets.
+    #[arg(long)]
+    answer_file: std::path::PathBuf,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let answer = Bytes::from(std::fs::read(&args.answer_file)?);
     let conf = ServerConf {
         threads: 1,
         work_stealing: false,
@@ -75,12 +77,12 @@ fn main() -> anyhow::Result<()> {
     match args.server {
         Kind::Pingora => {
             let budget = BodyBudget::new(Limits::default().max_buffered_body_bytes);
-            let mut svc = Service::new("edge".into(), Edge::new(Arc::new(Fixed { budget })));
+            let mut svc = Service::new("edge".into(), Edge::new(Arc::new(Fixed { budget, answer })));
             listeners.for_each(|l| svc.add_listener(l));
             server.add_service(svc);
         }
         Kind::Hyper => {
-            let mut svc = Service::new("edge".into(), HyperApp::new());
+            let mut svc = Service::new("edge".into(), HyperApp::new(answer));
             listeners.for_each(|l| svc.add_listener(l));
             server.add_service(svc);
         }
@@ -88,16 +90,17 @@ fn main() -> anyhow::Result<()> {
     server.run_forever()
 }
 
-fn answer_headers() -> HeaderMap {
+fn answer_headers(answer: &Bytes) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(2);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(ANSWER.len()));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(answer.len()));
     headers
 }
 
 /// The gateway's edge with the proxy replaced by the fixed answer.
 struct Fixed {
     budget: Arc<BodyBudget>,
+    answer: Bytes,
 }
 
 #[async_trait]
@@ -111,8 +114,8 @@ impl Handler for Fixed {
         let mut held = self.budget.reservation();
         session.read_body(&limits, &mut held).await.ok()?;
         drop(held);
-        session.write_response_header(StatusCode::OK, answer_headers(), false).await.ok()?;
-        session.write_response_body(Some(Bytes::from_static(ANSWER.as_bytes())), true).await.ok()?;
+        session.write_response_header(StatusCode::OK, answer_headers(&self.answer), false).await.ok()?;
+        session.write_response_body(Some(self.answer.clone()), true).await.ok()?;
         session.finish().await
     }
 
@@ -126,10 +129,11 @@ impl Handler for Fixed {
 struct HyperApp {
     builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
     budget: Arc<BodyBudget>,
+    answer: Bytes,
 }
 
 impl HyperApp {
-    fn new() -> HyperApp {
+    fn new(answer: Bytes) -> HyperApp {
         let limits = Limits::default();
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -138,7 +142,7 @@ impl HyperApp {
             .header_read_timeout(limits.header_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192));
         builder.http2().timer(TokioTimer::new()).max_header_list_size(limits.max_header_bytes as u32);
-        HyperApp { builder, budget: BodyBudget::new(limits.max_buffered_body_bytes) }
+        HyperApp { builder, budget: BodyBudget::new(limits.max_buffered_body_bytes), answer }
     }
 }
 
@@ -167,8 +171,8 @@ impl ServerApp for HyperApp {
                     return Err(anyhow::anyhow!("over the body budget"));
                 }
                 drop(held);
-                let mut answer = Response::new(Full::new(Bytes::from_static(ANSWER.as_bytes())));
-                *answer.headers_mut() = answer_headers();
+                let mut answer = Response::new(Full::new(app.answer.clone()));
+                *answer.headers_mut() = answer_headers(&app.answer);
                 Ok::<_, anyhow::Error>(answer)
             }
         });
